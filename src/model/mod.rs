@@ -1,0 +1,93 @@
+//! The canonical order every channel adapter produces and every later stage consumes.
+//!
+//! Money and quantities are `rust_decimal::Decimal`; identifiers, SKUs, postal codes and
+//! phones are text; times are UTC with the original string kept beside them.
+
+mod currency;
+
+pub use currency::{CurrencyCode, CurrencyError};
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// One e-commerce order, as staged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Order {
+    /// Configured channel name, e.g. `shopify-us`.
+    pub channel: String,
+    /// The platform's order key (Shopify `Name`, Amazon `amazon-order-id`, Woo `Order Number`).
+    pub external_id: String,
+    pub created_at: DateTime<Utc>,
+    /// The date as the file wrote it (offset or zone included), for audit.
+    pub created_at_original: String,
+    pub currency: CurrencyCode,
+    pub customer: Customer,
+    pub billing: Option<Address>,
+    pub shipping: Option<Address>,
+    pub lines: Vec<OrderLine>,
+    pub subtotal: Option<Decimal>,
+    pub shipping_amount: Option<Decimal>,
+    pub tax: Option<Decimal>,
+    pub discount: Option<Decimal>,
+    pub total: Option<Decimal>,
+    /// True when the order's prices include tax (VAT shops).
+    #[serde(default)]
+    pub taxes_included: bool,
+    pub financial_status: Option<String>,
+    pub notes: Option<String>,
+    pub source: Provenance,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Customer {
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Address {
+    pub name: Option<String>,
+    pub company: Option<String>,
+    pub line1: Option<String>,
+    pub line2: Option<String>,
+    pub city: Option<String>,
+    pub province: Option<String>,
+    pub postal_code: Option<String>,
+    pub country: Option<String>,
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderLine {
+    /// 1-based position of the line within the order.
+    pub line_number: u32,
+    pub sku: Option<String>,
+    pub name: String,
+    pub quantity: Decimal,
+    /// Unit price before discounts.
+    pub unit_price: Decimal,
+    /// Discount on the whole line (not per unit).
+    pub discount: Decimal,
+    /// Tax on the whole line.
+    pub tax: Decimal,
+}
+
+/// Where an order came from: the file and the 1-based data-record numbers in it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub file_id: Option<i64>,
+    pub path: Option<String>,
+    pub rows: Vec<u64>,
+}
+
+impl Order {
+    /// Total of the lines after line discounts, excluding order-level shipping.
+    pub fn lines_total(&self) -> Decimal {
+        self.lines
+            .iter()
+            .map(|l| l.unit_price * l.quantity - l.discount)
+            .sum()
+    }
+}

@@ -1,0 +1,98 @@
+//! The target trait: what the submit job needs from a Dynamics back end.
+//!
+//! The job logic (claim, batch, ledger, recovery) only talks to this trait, so a Finance &
+//! Operations or Business Central target can come later without touching it.
+
+use crate::model::Order;
+
+/// A staged order as the job hands it to the target.
+#[derive(Debug, Clone)]
+pub struct OrderToSend {
+    /// Staging row id; outcomes are reported against it.
+    pub order_id: i64,
+    pub order: Order,
+}
+
+/// An order mapped to target operations, validated, ready to go into a batch.
+#[derive(Debug, Clone)]
+pub struct PlannedOrder {
+    pub order_id: i64,
+    /// The key the order has in Dynamics (e.g. `shopify-us.1001`).
+    pub dynamics_key: String,
+    /// Number of HTTP operations this order takes (1 salesorder + n lines + optional contact).
+    pub operations: usize,
+    /// Target-specific payload (for Dataverse: the changeset's operations as JSON).
+    pub payload: serde_json::Value,
+}
+
+/// Why an order was refused before anything was sent (e.g. a value longer than its column).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanError {
+    pub code: String,
+    pub message: String,
+}
+
+/// The outcome of one order in a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OrderResult {
+    Succeeded {
+        dynamics_ref: String,
+    },
+    Failed {
+        retryable: bool,
+        http_status: Option<u16>,
+        code: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderOutcome {
+    pub order_id: i64,
+    pub result: OrderResult,
+}
+
+/// A failure that stops the whole run: nothing more can be submitted.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    #[error("target unavailable: {0}")]
+    Unavailable(String),
+    #[error("target configuration: {0}")]
+    Config(String),
+}
+
+/// Counters the target keeps for the run summary and metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TargetStats {
+    pub requests: u64,
+    pub throttled: u64,
+    pub retries: u64,
+    pub token_refreshes: u64,
+}
+
+#[async_trait::async_trait]
+pub trait Target: Send + Sync {
+    /// Authenticate, check the connection and resolve reference data (price list, currency...).
+    async fn prepare(&self) -> Result<(), TargetError>;
+
+    /// Map and validate one order. Pure: sends nothing.
+    fn plan_order(&self, order: &OrderToSend) -> Result<PlannedOrder, PlanError>;
+
+    /// The most operations one batch request may hold (Dataverse: 1000).
+    fn max_operations_per_batch(&self) -> usize;
+
+    /// Send a batch; returns one outcome per order, in any order. Transient failures are
+    /// retried inside (with backoff and the client-wide throttle) until the retry policy gives
+    /// up, then reported as `Failed { retryable: true }`.
+    async fn submit_batch(&self, orders: &[PlannedOrder]) -> Result<Vec<OrderOutcome>, TargetError>;
+
+    /// How many batches may be in flight right now (adapts to throttling and `x-ms-dop-hint`).
+    fn parallelism(&self) -> usize;
+
+    /// Render what `submit_batch` would send, for `--dry-run`.
+    fn describe_batch(&self, orders: &[PlannedOrder]) -> String;
+
+    fn stats(&self) -> TargetStats;
+}
