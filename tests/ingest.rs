@@ -1,0 +1,1 @@
+//! Ingest through the real binary.

@@ -1,0 +1,6 @@
+//! The one integration test binary: the real `orderload` binary, real SQLite files, the real
+//! emulator on 127.0.0.1.
+
+mod common;
+mod emulator;
+mod ingest;
