@@ -1,0 +1,108 @@
+//! `Staging` for SQLite: the trait methods, delegating to the table modules.
+
+use super::*;
+
+#[async_trait::async_trait]
+impl Staging for SqliteStaging {
+    async fn begin_run(&self, start: RunStart) -> Result<i64, StagingError> {
+        self.insert_run(start).await
+    }
+    async fn finish_run(
+        &self,
+        run_id: i64,
+        outcome: &str,
+        exit_code: u8,
+        summary: &serde_json::Value,
+    ) -> Result<(), StagingError> {
+        self.update_run_end(run_id, outcome, exit_code, summary).await
+    }
+    async fn acquire_lease(
+        &self,
+        holder: &str,
+        run_id: i64,
+        ttl_secs: u64,
+    ) -> Result<Option<LeaseInfo>, LeaseError> {
+        self.take_lease(holder, run_id, ttl_secs).await
+    }
+    async fn heartbeat_lease(&self, holder: &str, ttl_secs: u64) -> Result<bool, StagingError> {
+        self.beat(holder, ttl_secs).await
+    }
+    async fn release_lease(&self, holder: &str) -> Result<(), StagingError> {
+        self.drop_lease(holder).await
+    }
+    async fn find_file(&self, sha256: &str) -> Result<Option<FileRecord>, StagingError> {
+        self.select_file(sha256).await
+    }
+    async fn start_file(&self, start: &FileStart, run_id: i64) -> Result<i64, StagingError> {
+        self.insert_file(start, run_id).await
+    }
+    async fn stage_chunk(
+        &self,
+        file_id: i64,
+        run_id: i64,
+        orders: Vec<Order>,
+        rejected: Vec<RejectedRow>,
+    ) -> Result<ChunkCounts, StagingError> {
+        self.write_chunk(file_id, run_id, orders, rejected).await
+    }
+    async fn finish_file(
+        &self,
+        file_id: i64,
+        totals: &FileTotals,
+        error: Option<(&str, &str)>,
+    ) -> Result<(), StagingError> {
+        self.update_file_end(file_id, totals, error).await
+    }
+    async fn recover_in_flight(&self, run_id: i64, token: &str) -> Result<u64, StagingError> {
+        self.requeue_dead_claims(run_id, token).await
+    }
+    async fn claim_orders(
+        &self,
+        run_id: i64,
+        token: &str,
+        limit: usize,
+        max_attempts: u32,
+        lease_secs: u64,
+    ) -> Result<Vec<ClaimedOrder>, StagingError> {
+        self.claim(run_id, token, limit, max_attempts, lease_secs).await
+    }
+    async fn create_batch(
+        &self,
+        run_id: i64,
+        order_ids: &[i64],
+        operations: usize,
+        parent: Option<i64>,
+    ) -> Result<i64, StagingError> {
+        self.insert_batch(run_id, order_ids, operations, parent).await
+    }
+    async fn record_outcomes(
+        &self,
+        run_id: i64,
+        batch_id: Option<i64>,
+        token: &str,
+        outcomes: &[OrderOutcome],
+    ) -> Result<RecordedOutcome, StagingError> {
+        self.write_outcomes(run_id, batch_id, token, outcomes).await
+    }
+    async fn fail_unplannable(
+        &self,
+        run_id: i64,
+        token: &str,
+        order_id: i64,
+        error: &PlanError,
+    ) -> Result<(), StagingError> {
+        self.mark_unplannable(run_id, token, order_id, error).await
+    }
+    async fn release_claims(
+        &self,
+        run_id: i64,
+        token: &str,
+        order_ids: &[i64],
+        reason: &str,
+    ) -> Result<(), StagingError> {
+        self.unclaim(run_id, token, order_ids, reason).await
+    }
+    async fn reconciliation(&self) -> Result<Reconciliation, StagingError> {
+        self.reconcile().await
+    }
+}

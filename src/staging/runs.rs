@@ -1,0 +1,95 @@
+//! The `runs` table: one row per invocation that changes something.
+
+use super::{now_utc, SqliteStaging, StagingError};
+
+#[derive(Debug, Clone)]
+pub struct RunStart {
+    pub command: String,
+    pub args: String,
+    pub host: String,
+    pub pid: u32,
+    pub os_user: String,
+}
+
+impl RunStart {
+    /// This process, running `command` with the given arguments (never holding secrets).
+    pub fn this_process(command: &str, args: &[String]) -> Self {
+        Self {
+            command: command.to_string(),
+            args: args.join(" "),
+            host: host_name(),
+            pid: std::process::id(),
+            os_user: os_user(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunInfo {
+    pub id: i64,
+    pub command: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub outcome: Option<String>,
+    pub exit_code: Option<i64>,
+}
+
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+pub fn os_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| {
+            // SAFETY-free fallback: the numeric uid from /proc.
+            std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find(|l| l.starts_with("Uid:"))
+                        .and_then(|l| l.split_whitespace().nth(1).map(|u| format!("uid {u}")))
+                })
+                .unwrap_or_else(|| "unknown-user".into())
+        })
+}
+
+impl SqliteStaging {
+    pub(super) async fn insert_run(&self, start: RunStart) -> Result<i64, StagingError> {
+        let id = sqlx::query_scalar(
+            "INSERT INTO runs (command, args, host, pid, os_user, started_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&start.command)
+        .bind(&start.args)
+        .bind(&start.host)
+        .bind(start.pid as i64)
+        .bind(&start.os_user)
+        .bind(now_utc())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    pub(super) async fn update_run_end(
+        &self,
+        run_id: i64,
+        outcome: &str,
+        exit_code: u8,
+        summary: &serde_json::Value,
+    ) -> Result<(), StagingError> {
+        sqlx::query("UPDATE runs SET finished_at = ?, outcome = ?, exit_code = ?, summary = ? WHERE id = ?")
+            .bind(now_utc())
+            .bind(outcome)
+            .bind(exit_code as i64)
+            .bind(summary.to_string())
+            .bind(run_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

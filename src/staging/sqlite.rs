@@ -1,0 +1,84 @@
+//! The SQLite backend: opening the file, pragmas, migrations.
+
+use super::StagingError;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Staging in one SQLite file.
+#[derive(Clone)]
+pub struct SqliteStaging {
+    pub(crate) pool: SqlitePool,
+}
+
+impl SqliteStaging {
+    /// The one function that opens a database: creates the parent folder and the file (mode
+    /// 0600: it holds customer data), sets pragmas, runs the embedded migrations.
+    pub async fn open(url: &str) -> Result<Self, StagingError> {
+        let path = crate::config::database_path(url);
+        if let Some(parent) = path.parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).map_err(|source| StagingError::Folder {
+                    path: parent.display().to_string(),
+                    source,
+                })?;
+            }
+        }
+        create_private_file(&path).map_err(|source| StagingError::Folder {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .map_err(|source| StagingError::Open {
+                path: path.display().to_string(),
+                source,
+            })?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|source| StagingError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
+        sqlx::migrate!("sql/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[cfg(unix)]
+fn create_private_file(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.exists() {
+        return Ok(());
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(not(unix))]
+fn create_private_file(_path: &std::path::Path) -> std::io::Result<()> {
+    Ok(())
+}
