@@ -1,1 +1,383 @@
-//! Ingest pipeline.
+//! The ingest pipeline: files → channel adapters → staging, with per-file accounting.
+//!
+//! Each file is parsed on its own thread and written in chunks (one transaction per chunk),
+//! so parsing and database writes overlap and memory stays flat. A file whose bytes were
+//! already ingested is a duplicate; a file that cannot be read is recorded as rejected with
+//! every one of its lines kept as a rejected row; neither stops the other files.
+
+use crate::channels::{self, ChannelSpec, FileError, Item, RejectedRow};
+use crate::model::Order;
+use crate::staging::{FileStart, FileTotals, Staging, StagingError};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::io::{BufRead, Read};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+use tracing::{info, info_span, warn, Instrument};
+
+/// One file to read, with the channel it belongs to.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub path: PathBuf,
+    pub spec: ChannelSpec,
+    pub archive: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Orders per write transaction.
+    pub chunk_orders: usize,
+}
+
+/// What happened to one file.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FileOutcome {
+    pub path: String,
+    pub channel: String,
+    /// `ingested`, `duplicate`, `rejected`, `unsettled` (still being written; left for later).
+    pub status: String,
+    pub file_id: Option<i64>,
+    pub format: Option<String>,
+    pub rows: u64,
+    pub rows_staged: u64,
+    pub rejected: u64,
+    pub orders: u64,
+    pub orders_new: u64,
+    pub orders_updated: u64,
+    pub orders_unchanged: u64,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IngestSummary {
+    pub files: Vec<FileOutcome>,
+}
+
+impl IngestSummary {
+    pub fn count(&self, status: &str) -> usize {
+        self.files.iter().filter(|f| f.status == status).count()
+    }
+    pub fn sum(&self, f: impl Fn(&FileOutcome) -> u64) -> u64 {
+        self.files.iter().map(f).sum()
+    }
+    /// Rows rejected or files rejected: the run finished with something to look at.
+    pub fn has_rejections(&self) -> bool {
+        self.files
+            .iter()
+            .any(|f| f.rejected > 0 || f.status == "rejected")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Staging(#[from] StagingError),
+    #[error("cannot list {path}: {source}")]
+    List {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Files in `dir` (not recursive, sorted by name) that look like exports: hidden files,
+/// `*.part`/`*.tmp`/`*.crdownload`/`*.done` and folders are skipped.
+pub fn list_folder(dir: &Path) -> Result<Vec<PathBuf>, IngestError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| IngestError::List {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            !(name.starts_with('.')
+                || [".part", ".tmp", ".crdownload", ".done", ".partial"]
+                    .iter()
+                    .any(|s| name.ends_with(s)))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// True when the file has not been modified for `settle` (a writer would have touched it).
+pub fn is_settled(path: &Path, settle: Duration) -> bool {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    let Ok(modified) = meta.modified() else {
+        return true;
+    };
+    SystemTime::now()
+        .duration_since(modified)
+        .map(|age| age >= settle)
+        .unwrap_or(false)
+}
+
+/// Ingest every source in order; one bad file never stops the others.
+pub async fn ingest(
+    staging: &dyn Staging,
+    run_id: i64,
+    sources: &[Source],
+    options: &IngestOptions,
+) -> Result<IngestSummary, IngestError> {
+    let mut summary = IngestSummary::default();
+    for source in sources {
+        let span = info_span!("file", path = %source.path.display(), channel = %source.spec.name, file_id = tracing::field::Empty);
+        let outcome = ingest_file(staging, run_id, source, options)
+            .instrument(span)
+            .await?;
+        summary.files.push(outcome);
+    }
+    Ok(summary)
+}
+
+fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    Ok((hex::encode(hasher.finalize()), size))
+}
+
+fn blank_outcome(source: &Source, status: &str) -> FileOutcome {
+    FileOutcome {
+        path: source.path.display().to_string(),
+        channel: source.spec.name.clone(),
+        status: status.into(),
+        file_id: None,
+        format: None,
+        rows: 0,
+        rows_staged: 0,
+        rejected: 0,
+        orders: 0,
+        orders_new: 0,
+        orders_updated: 0,
+        orders_unchanged: 0,
+        error: None,
+    }
+}
+
+async fn ingest_file(
+    staging: &dyn Staging,
+    run_id: i64,
+    source: &Source,
+    options: &IngestOptions,
+) -> Result<FileOutcome, IngestError> {
+    let path_text = source.path.display().to_string();
+    let (sha256, size) = match hash_file(&source.path) {
+        Ok(v) => v,
+        Err(e) => {
+            warn!(error = %e, "cannot read file");
+            let mut out = blank_outcome(source, "rejected");
+            out.error = Some(format!("{path_text}: cannot read file: {e}"));
+            return Ok(out);
+        }
+    };
+    if let Some(previous) = staging.find_file(&sha256).await? {
+        info!(first_seen = %previous.ingested_at, first_path = %previous.path, "duplicate file: these bytes were already ingested");
+        let mut out = blank_outcome(source, "duplicate");
+        out.file_id = Some(previous.id);
+        out.error = Some(format!(
+            "same content as {} (file {}, ingested {})",
+            previous.path, previous.id, previous.ingested_at
+        ));
+        archive(source);
+        return Ok(out);
+    }
+
+    let opened = {
+        let path = source.path.clone();
+        let spec = source.spec.clone();
+        tokio::task::spawn_blocking(move || channels::open_file(&path, &spec))
+            .await
+            .unwrap_or_else(|e| {
+                Err(FileError::Invalid {
+                    path: path_text.clone(),
+                    detail: format!("adapter crashed: {e}"),
+                })
+            })
+    };
+    let start = FileStart {
+        sha256,
+        path: path_text.clone(),
+        channel: source.spec.name.clone(),
+        format: opened.as_ref().ok().map(|o| o.format.as_str().to_string()),
+        encoding: opened
+            .as_ref()
+            .map(|o| o.encoding.to_string())
+            .unwrap_or_else(|_| "unknown".into()),
+        notes: opened.as_ref().map(|o| o.notes.clone()).unwrap_or_default(),
+        size_bytes: size,
+    };
+    let file_id = staging.start_file(&start, run_id).await?;
+    tracing::Span::current().record("file_id", file_id);
+
+    let mut out = blank_outcome(source, "ingested");
+    out.file_id = Some(file_id);
+    out.format = start.format.clone();
+    let mut totals = FileTotals {
+        format: start.format.clone(),
+        encoding: Some(start.encoding.clone()),
+        notes: start.notes.clone(),
+        ..Default::default()
+    };
+
+    let opened = match opened {
+        Ok(o) => o,
+        Err(err) => {
+            // The whole file is rejected; keep every line of it as a rejected row.
+            warn!(error = %err, "file rejected");
+            let rejected = reject_all_lines(&source.path, &err);
+            totals.rows = rejected.len() as u64;
+            totals.rejected = rejected.len() as u64;
+            for part in rejected.chunks(1000) {
+                staging
+                    .stage_chunk(file_id, run_id, Vec::new(), part.to_vec())
+                    .await?;
+            }
+            staging
+                .finish_file(file_id, &totals, Some((err.reason_code(), &err.to_string())))
+                .await?;
+            out.status = "rejected".into();
+            out.rows = totals.rows;
+            out.rejected = totals.rejected;
+            out.error = Some(err.to_string());
+            return Ok(out);
+        }
+    };
+
+    // Parse on a thread of its own; chunks come over a bounded channel.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Vec<Order>, Vec<RejectedRow>, u64)>(2);
+    let chunk_orders = options.chunk_orders;
+    let mut reader = opened.reader;
+    let parser = std::thread::spawn(move || {
+        let mut orders = Vec::with_capacity(chunk_orders);
+        let mut rejected = Vec::new();
+        while let Some(item) = reader.next_item() {
+            match item {
+                Item::Order(o) => orders.push(*o),
+                Item::Rejected(r) => rejected.push(r),
+            }
+            if orders.len() >= chunk_orders || rejected.len() >= chunk_orders {
+                let batch = (
+                    std::mem::replace(&mut orders, Vec::with_capacity(chunk_orders)),
+                    std::mem::take(&mut rejected),
+                    reader.rows_read(),
+                );
+                if tx.blocking_send(batch).is_err() {
+                    return;
+                }
+            }
+        }
+        let _ = tx.blocking_send((orders, rejected, reader.rows_read()));
+    });
+
+    while let Some((orders, rejected, rows_read)) = rx.recv().await {
+        totals.rows = rows_read;
+        totals.orders += orders.len() as u64;
+        for r in &rejected {
+            warn!(row = r.row_number, column = r.column.as_deref().unwrap_or(""), reason = %r.reason_code, "{}", r.message);
+        }
+        if orders.is_empty() && rejected.is_empty() {
+            continue;
+        }
+        let counts = staging.stage_chunk(file_id, run_id, orders, rejected).await?;
+        totals.rows_staged += counts.rows_staged;
+        totals.rejected += counts.rejected;
+        totals.orders_new += counts.new;
+        totals.orders_updated += counts.updated;
+        totals.orders_unchanged += counts.unchanged;
+    }
+    let _ = parser.join();
+
+    let mut error = None;
+    if totals.rows != totals.rows_staged + totals.rejected {
+        let msg = format!(
+            "accounting mismatch: {} rows read, {} staged, {} rejected",
+            totals.rows, totals.rows_staged, totals.rejected
+        );
+        warn!("{msg}");
+        totals.notes.push(msg.clone());
+        error = Some(msg);
+    }
+    staging.finish_file(file_id, &totals, None).await?;
+    info!(
+        rows = totals.rows,
+        orders = totals.orders,
+        new = totals.orders_new,
+        updated = totals.orders_updated,
+        rejected = totals.rejected,
+        "file ingested"
+    );
+    out.rows = totals.rows;
+    out.rows_staged = totals.rows_staged;
+    out.rejected = totals.rejected;
+    out.orders = totals.orders;
+    out.orders_new = totals.orders_new;
+    out.orders_updated = totals.orders_updated;
+    out.orders_unchanged = totals.orders_unchanged;
+    out.error = error;
+    archive(source);
+    Ok(out)
+}
+
+/// Every non-blank line of a rejected file, as rejected rows carrying the file's reason.
+fn reject_all_lines(path: &Path, err: &FileError) -> Vec<RejectedRow> {
+    let Ok(file) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let mut rows = Vec::new();
+    let mut reader = std::io::BufReader::new(file);
+    let mut buf = Vec::new();
+    let mut line_no = 0u64;
+    while let Ok(n) = reader.read_until(b'\n', &mut buf) {
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        let text = String::from_utf8_lossy(&buf)
+            .trim_end_matches(['\r', '\n'])
+            .to_string();
+        if !text.trim().is_empty() {
+            rows.push(RejectedRow {
+                row_number: line_no,
+                column: None,
+                reason_code: err.reason_code().to_string(),
+                message: format!("line {line_no}: {err}"),
+                raw: text,
+            });
+        }
+        buf.clear();
+    }
+    rows
+}
+
+/// Move an ingested (or duplicate) file to the channel's archive folder, if configured.
+fn archive(source: &Source) {
+    let Some(dir) = &source.archive else { return };
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        warn!(archive = %dir.display(), error = %e, "cannot create archive folder; file left in place");
+        return;
+    }
+    let name = source.path.file_name().unwrap_or_default();
+    let mut target = dir.join(name);
+    if target.exists() {
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+        target = dir.join(format!("{}.{stamp}", name.to_string_lossy()));
+    }
+    if let Err(e) = std::fs::rename(&source.path, &target) {
+        warn!(target = %target.display(), error = %e, "cannot move file to archive; file left in place");
+    }
+}

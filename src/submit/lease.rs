@@ -1,0 +1,77 @@
+//! Holding the database lease for the length of a run, with a heartbeat.
+
+use crate::staging::{LeaseError, LeaseInfo, Staging};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{error, warn};
+
+/// The lease, held until [`LeaseGuard::release`]. A background task renews it every third
+/// of its lifetime; if renewal fails the guard reports the lease as lost.
+pub struct LeaseGuard {
+    staging: Arc<dyn Staging>,
+    holder: String,
+    lost: Arc<AtomicBool>,
+    heartbeat: tokio::task::JoinHandle<()>,
+    /// The stale lease this run took over, if any.
+    pub took_over: Option<LeaseInfo>,
+}
+
+impl LeaseGuard {
+    pub async fn acquire(
+        staging: Arc<dyn Staging>,
+        run_id: i64,
+        ttl_secs: u64,
+    ) -> Result<Self, LeaseError> {
+        let holder = format!("run-{run_id}-{}", uuid::Uuid::new_v4().simple());
+        let took_over = staging.acquire_lease(&holder, run_id, ttl_secs).await?;
+        if let Some(prev) = &took_over {
+            warn!(previous_holder = %prev.holder, previous_pid = prev.pid, expired = %prev.expires_at,
+                  "took over a stale lease: its holder stopped renewing it");
+        }
+        let lost = Arc::new(AtomicBool::new(false));
+        let heartbeat = {
+            let staging = staging.clone();
+            let holder = holder.clone();
+            let lost = lost.clone();
+            let every = Duration::from_millis((ttl_secs * 1000 / 3).max(200));
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    match staging.heartbeat_lease(&holder, ttl_secs).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            error!("lease lost: another run took it over; stopping");
+                            lost.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        Err(e) => warn!(error = %e, "lease heartbeat failed; will retry"),
+                    }
+                }
+            })
+        };
+        Ok(Self {
+            staging,
+            holder,
+            lost,
+            heartbeat,
+            took_over,
+        })
+    }
+
+    /// The claim token: outcomes are recorded only under it.
+    pub fn token(&self) -> &str {
+        &self.holder
+    }
+
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    pub async fn release(self) {
+        self.heartbeat.abort();
+        if let Err(e) = self.staging.release_lease(&self.holder).await {
+            warn!(error = %e, "could not release the lease; it will expire by itself");
+        }
+    }
+}
