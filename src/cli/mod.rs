@@ -1,1 +1,160 @@
-//! placeholder
+//! The command line: one file per subcommand, each with its arguments and a `run`.
+
+mod config_cmd;
+mod ingest;
+pub mod telemetry;
+
+use crate::config::Config;
+use crate::staging::{RunStart, SqliteStaging, Staging};
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Load e-commerce orders into Microsoft Dynamics 365, overnight, without losing one.
+#[derive(Debug, Parser)]
+#[command(name = "orderload", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file (default: ./orderload.toml if it exists).
+    #[arg(long, global = true, env = "ORDERLOAD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Database URL (also ORDERLOAD_DATABASE_URL); default sqlite://orderload.db.
+    #[arg(long, global = true)]
+    pub database: Option<String>,
+    /// Log format on stderr (default: pretty on a terminal, json otherwise).
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<telemetry::LogFormat>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read order files (default: the configured inboxes) into staging.
+    Ingest(ingest::IngestArgs),
+    /// Print or check the configuration.
+    Config(config_cmd::ConfigArgs),
+}
+
+/// What every command gets: the layered configuration and the command line it ran with.
+pub struct Context {
+    pub config: Config,
+    pub argv: Vec<String>,
+}
+
+impl Context {
+    pub fn load(cli: &Cli) -> anyhow::Result<Self> {
+        let env: BTreeMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("ORDERLOAD_"))
+            .collect();
+        let mut config = Config::load(cli.config.as_deref(), &env)?;
+        if let Some(db) = &cli.database {
+            config.database_url = db.clone();
+            config.validate()?;
+        }
+        Ok(Self {
+            config,
+            argv: std::env::args().collect(),
+        })
+    }
+
+    pub async fn open_staging(&self) -> anyhow::Result<Arc<SqliteStaging>> {
+        let staging = crate::staging::open(&self.config.database_url)
+            .await
+            .with_context(|| format!("opening database {}", self.config.database_url))?;
+        Ok(Arc::new(staging))
+    }
+
+    /// Record the start of a run of `command`.
+    pub async fn begin_run(&self, staging: &dyn Staging, command: &str) -> anyhow::Result<i64> {
+        Ok(staging
+            .begin_run(RunStart::this_process(command, &self.argv))
+            .await?)
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    if let Command::Config(args) = &cli.command {
+        return config_cmd::run(&cli, args);
+    }
+    let ctx = Context::load(&cli)?;
+    match cli.command {
+        Command::Ingest(args) => ingest::run(&ctx, args).await,
+        Command::Config(_) => unreachable!("handled above"),
+    }
+}
+
+/// Write to stdout; a closed pipe (`orderload report | head`) is not an error.
+pub fn print_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A run row plus the database lease, for commands that change staging.
+pub struct RunGuard {
+    pub run_id: i64,
+    pub lease: crate::submit::LeaseGuard,
+    staging: Arc<dyn Staging>,
+}
+
+impl RunGuard {
+    /// Start a run of `command` and take the lease. `Err(code)` when another run holds it
+    /// (the message is printed and the run is recorded as `lease_held`).
+    pub async fn start(
+        ctx: &Context,
+        staging: Arc<SqliteStaging>,
+        command: &str,
+    ) -> anyhow::Result<Result<Self, u8>> {
+        let staging: Arc<dyn Staging> = staging;
+        let run_id = ctx.begin_run(staging.as_ref(), command).await?;
+        match crate::submit::LeaseGuard::acquire(
+            staging.clone(),
+            run_id,
+            ctx.config.submit.lease_secs,
+        )
+        .await
+        {
+            Ok(lease) => Ok(Ok(Self {
+                run_id,
+                lease,
+                staging,
+            })),
+            Err(crate::staging::LeaseError::Held(info)) => {
+                let err = crate::staging::LeaseError::Held(info);
+                eprintln!("orderload: {err}; nothing was done");
+                staging
+                    .finish_run(
+                        run_id,
+                        "lease_held",
+                        crate::exit_codes::LEASE_HELD,
+                        &serde_json::json!({"error": err.to_string()}),
+                    )
+                    .await?;
+                Ok(Err(crate::exit_codes::LEASE_HELD))
+            }
+            Err(crate::staging::LeaseError::Staging(e)) => Err(e.into()),
+        }
+    }
+
+    /// Record the end of the run and release the lease.
+    pub async fn finish(self, code: u8, summary: &serde_json::Value) -> anyhow::Result<()> {
+        let outcome = match code {
+            crate::exit_codes::OK => "ok",
+            crate::exit_codes::SOME_FAILED => "some_failed",
+            crate::exit_codes::LEASE_HELD => "lease_held",
+            crate::exit_codes::TARGET_UNAVAILABLE => "target_unavailable",
+            _ => "could_not_run",
+        };
+        self.staging
+            .finish_run(self.run_id, outcome, code, summary)
+            .await?;
+        self.lease.release().await;
+        Ok(())
+    }
+}
