@@ -5,7 +5,22 @@
 //! Accounting contract: every data record read is counted in [`OrderReader::rows_read`] and ends
 //! up either in exactly one yielded order's `source.rows` or in exactly one [`RejectedRow`].
 
+mod amazon;
+mod decode;
+mod detect;
+mod draft;
+mod fields;
+mod group;
+pub mod mapped_csv;
+mod records;
+mod shopify;
+mod woocommerce;
+mod woocommerce_json;
+
 use crate::model::Order;
+use detect::{DetectError, Layout};
+use group::GroupedReader;
+use records::RecordSource;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -118,10 +133,126 @@ impl FileError {
 }
 
 /// Open a file, detect (or check) its format and return a streaming reader of its orders.
+///
+/// Two streaming passes: the first checks that the file is text and valid UTF-8 (else it is
+/// decoded as Windows-1252) and looks for mojibake; the second parses. Neither loads the file.
+/// When `spec.format` is `None` the format is detected by header signature; otherwise the
+/// header must fit the configured format ([`FileError::Invalid`] names the missing columns).
 pub fn open_file(path: &Path, spec: &ChannelSpec) -> Result<OpenedFile, FileError> {
-    let _ = (path, spec);
-    Err(FileError::Invalid {
-        path: path.display().to_string(),
-        detail: "channel adapters not built yet".into(),
-    })
+    let p = || path.display().to_string();
+    let survey = decode::survey(path)?;
+    let text = decode::open_text(path, &survey)?.ok_or_else(|| FileError::Empty { path: p() })?;
+    let encoding = if survey.utf8 { "utf-8" } else { "windows-1252" };
+    let notes = survey.notes;
+    let opened = |format: Format, reader: Box<dyn OrderReader>| OpenedFile {
+        format,
+        encoding,
+        notes: notes.clone(),
+        reader,
+    };
+    let first = text.first_line.trim_start();
+    if first.starts_with('[') || first.starts_with('{') {
+        return match spec.format {
+            None | Some(Format::Woocommerce) => Ok(opened(
+                Format::Woocommerce,
+                Box::new(woocommerce_json::WooJsonReader::new(
+                    text.reader,
+                    spec.name.clone(),
+                    spec.time_zone,
+                    p(),
+                )),
+            )),
+            Some(f) => Err(FileError::Invalid {
+                path: p(),
+                detail: format!(
+                    "the file is JSON, but the channel's format {} reads delimited text \
+                     (only woocommerce reads JSON: the REST v3 orders)",
+                    f.as_str()
+                ),
+            }),
+        };
+    }
+    let delimiter = records::sniff_delimiter(&text.first_line);
+    let cells = records::header_cells(&text.first_line, delimiter);
+    let layout = match spec.format {
+        None => detect::detect(&cells),
+        Some(f) => detect::check(f, &cells, spec),
+    }
+    .map_err(|e| match e {
+        DetectError::Unrecognized(detail) => FileError::UnrecognizedFormat { path: p(), detail },
+        DetectError::Invalid(detail) => FileError::Invalid { path: p(), detail },
+    })?;
+    let decimal_comma = delimiter == b';';
+    let name = spec.name.clone();
+    let zone = spec.time_zone;
+    let reader: Box<dyn OrderReader> = match layout {
+        Layout::Shopify => {
+            let source = RecordSource::new(text.reader, delimiter, true);
+            Box::new(GroupedReader::new(
+                shopify::Shopify {
+                    channel: name,
+                    zone,
+                },
+                source,
+                p(),
+            ))
+        }
+        Layout::AmazonAllOrders | Layout::AmazonUnshipped => {
+            let source = RecordSource::new(text.reader, b'\t', false);
+            Box::new(GroupedReader::new(
+                amazon::Amazon {
+                    channel: name,
+                    unshipped: layout == Layout::AmazonUnshipped,
+                },
+                source,
+                p(),
+            ))
+        }
+        Layout::WooAlgolPlus => {
+            let source = RecordSource::new(text.reader, delimiter, true);
+            if !woocommerce::algolplus_has_currency(&source.columns)
+                && spec.default_currency.is_none()
+            {
+                return Err(FileError::Invalid {
+                    path: p(),
+                    detail: "the export has no \"Currency\" column and the channel has no \
+                             default_currency"
+                        .into(),
+                });
+            }
+            Box::new(GroupedReader::new(
+                woocommerce::AlgolPlus {
+                    channel: name,
+                    zone,
+                    default_currency: spec.default_currency.clone(),
+                    decimal_comma,
+                },
+                source,
+                p(),
+            ))
+        }
+        Layout::WooSkyVerge => {
+            let source = RecordSource::new(text.reader, delimiter, true);
+            Box::new(GroupedReader::new(
+                woocommerce::SkyVerge {
+                    channel: name,
+                    zone,
+                },
+                source,
+                p(),
+            ))
+        }
+        Layout::Mapped => {
+            let source = RecordSource::new(text.reader, delimiter, true);
+            Box::new(GroupedReader::new(
+                mapped_csv::Mapped::new(spec, decimal_comma),
+                source,
+                p(),
+            ))
+        }
+    };
+    Ok(opened(layout.format(), reader))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,367 @@
+//! Byte-level handling of an export file: the first streaming pass (text or binary? UTF-8 or
+//! Windows-1252? mojibake?) and the decoded UTF-8 stream the parsers read in the second pass.
+//!
+//! Nothing here loads a whole file: both passes read fixed-size chunks.
+
+use super::FileError;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Cursor, Read};
+use std::path::Path;
+
+const CHUNK: usize = 64 * 1024;
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// What the first pass learned about the bytes of a file.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Survey {
+    pub utf8: bool,
+    pub bom: bool,
+    pub notes: Vec<String>,
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> FileError {
+    FileError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// First pass: read the file once, in chunks, and decide how to decode it.
+pub(crate) fn survey(path: &Path) -> Result<Survey, FileError> {
+    let file = File::open(path).map_err(|e| io_err(path, e))?;
+    survey_reader(path, file)
+}
+
+pub(crate) fn survey_reader(path: &Path, mut input: impl Read) -> Result<Survey, FileError> {
+    let p = || path.display().to_string();
+    let mut chunk = vec![0u8; CHUNK];
+    let mut carry: Vec<u8> = Vec::new();
+    let mut offset: u64 = 0;
+    let mut utf8 = true;
+    let mut first = true;
+    let mut bom = false;
+    let mut saw_content = false;
+    let mut controls: u64 = 0;
+    let mut mojibake = MojibakeScan::default();
+    loop {
+        let n = match input.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err(path, e)),
+        };
+        let mut bytes = &chunk[..n];
+        if first {
+            first = false;
+            if let Some(kind) = binary_magic(bytes) {
+                return Err(FileError::NotText {
+                    path: p(),
+                    detail: format!("looks like {kind}, not a text export"),
+                });
+            }
+            if bytes.starts_with(BOM) {
+                bom = true;
+                bytes = &bytes[BOM.len()..];
+            }
+        }
+        if let Some(i) = bytes.iter().position(|&b| b == 0) {
+            return Err(FileError::NotText {
+                path: p(),
+                detail: format!("NUL byte at offset {}", offset + i as u64),
+            });
+        }
+        controls += bytes
+            .iter()
+            .filter(|&&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0c))
+            .count() as u64;
+        if !saw_content {
+            saw_content = bytes
+                .iter()
+                .any(|b| !b.is_ascii_whitespace() && !matches!(b, b',' | b';' | b'"'));
+        }
+        if utf8 {
+            carry.extend_from_slice(bytes);
+            match std::str::from_utf8(&carry) {
+                Ok(text) => {
+                    mojibake.scan(text);
+                    carry.clear();
+                }
+                Err(e) if e.error_len().is_none() => {
+                    // An incomplete sequence at the chunk end: keep it for the next chunk.
+                    let valid = e.valid_up_to();
+                    if let Ok(text) = std::str::from_utf8(&carry[..valid]) {
+                        mojibake.scan(text);
+                    }
+                    carry.drain(..valid);
+                }
+                Err(_) => {
+                    utf8 = false;
+                    carry.clear();
+                }
+            }
+        }
+        offset += n as u64;
+    }
+    if utf8 && !carry.is_empty() {
+        utf8 = false; // truncated multi-byte sequence at the very end
+    }
+    if !saw_content {
+        return Err(FileError::Empty { path: p() });
+    }
+    if offset > 0 && controls * 100 > offset {
+        return Err(FileError::NotText {
+            path: p(),
+            detail: format!("{controls} control bytes in {offset} bytes"),
+        });
+    }
+    let mut notes = Vec::new();
+    if bom {
+        notes.push("UTF-8 byte order mark stripped".to_string());
+    }
+    if !utf8 {
+        notes.push("not valid UTF-8: decoded as Windows-1252".to_string());
+    }
+    if let Some(note) = mojibake.note() {
+        notes.push(note);
+    }
+    Ok(Survey { utf8, bom, notes })
+}
+
+fn binary_magic(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        Some("a gzip-compressed file (decompress it first)")
+    } else if bytes.starts_with(b"PK\x03\x04") {
+        Some("a ZIP archive or an Excel .xlsx workbook (export as CSV)")
+    } else if bytes.starts_with(b"%PDF") {
+        Some("a PDF document")
+    } else if bytes.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]) {
+        Some("an Excel .xls workbook (export as CSV)")
+    } else if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
+        Some("UTF-16 text (save as UTF-8)")
+    } else {
+        None
+    }
+}
+
+/// Finds text that was UTF-8, read as Windows-1252 and written back as UTF-8 (`MontrÃ©al`),
+/// and U+FFFD replacement characters. It only reports; the text is never "fixed".
+#[derive(Default)]
+struct MojibakeScan {
+    prev: Option<char>,
+    count: u64,
+    replacement: u64,
+    sample: Option<String>,
+    window: String,
+}
+
+impl MojibakeScan {
+    fn scan(&mut self, text: &str) {
+        for c in text.chars() {
+            if c == '\u{FFFD}' {
+                self.replacement += 1;
+                self.remember();
+            }
+            if let Some(p) = self.prev {
+                if is_mojibake_pair(p, c) {
+                    self.count += 1;
+                    self.remember_with(c);
+                }
+            }
+            self.prev = Some(c);
+            if c == '\n' || c == ',' || c == '\t' || c == ';' {
+                self.window.clear();
+            } else if self.window.chars().count() < 24 {
+                self.window.push(c);
+            }
+        }
+    }
+
+    fn remember(&mut self) {
+        if self.sample.is_none() {
+            self.sample = Some(format!("{}\u{FFFD}", self.window));
+        }
+    }
+
+    fn remember_with(&mut self, c: char) {
+        if self.sample.is_none() {
+            self.sample = Some(format!("{}{c}", self.window));
+        }
+    }
+
+    fn note(&self) -> Option<String> {
+        if self.count == 0 && self.replacement == 0 {
+            return None;
+        }
+        let sample = self.sample.clone().unwrap_or_default();
+        Some(format!(
+            "mojibake suspected: {} double-encoded sequence(s) and {} U+FFFD replacement \
+             character(s), first in {sample:?}; text left as is",
+            self.count, self.replacement
+        ))
+    }
+}
+
+/// `Ã`/`Â`/`â` followed by a character that a UTF-8 continuation byte becomes in Windows-1252.
+fn is_mojibake_pair(prev: char, c: char) -> bool {
+    let cp1252_high = matches!(c, '\u{80}'..='\u{BF}')
+        || matches!(
+            c,
+            '€' | '‚'
+                | 'ƒ'
+                | '„'
+                | '…'
+                | '†'
+                | '‡'
+                | 'ˆ'
+                | '‰'
+                | 'Š'
+                | '‹'
+                | 'Œ'
+                | 'Ž'
+                | '‘'
+                | '’'
+                | '“'
+                | '”'
+                | '•'
+                | '–'
+                | '—'
+                | '˜'
+                | '™'
+                | 'š'
+                | '›'
+                | 'œ'
+                | 'ž'
+                | 'Ÿ'
+        );
+    match prev {
+        'Ã' => cp1252_high,
+        'Â' => matches!(c, '\u{A0}'..='\u{BF}'),
+        'â' => c == '€',
+        _ => false,
+    }
+}
+
+/// A decoded text stream (UTF-8 bytes) positioned at the first non-blank line.
+pub(crate) struct TextStream {
+    /// The first non-blank, non-delimiter-only line, without its line terminator.
+    pub first_line: String,
+    /// Everything from the start of `first_line` on, as UTF-8.
+    pub reader: Box<dyn Read + Send>,
+}
+
+/// Second pass: open the file, strip the BOM, decode, and skip blank or delimiter-only lines
+/// before the header. `Ok(None)` when nothing but blank lines is left.
+pub(crate) fn open_text(path: &Path, survey: &Survey) -> Result<Option<TextStream>, FileError> {
+    let mut file = File::open(path).map_err(|e| io_err(path, e))?;
+    if survey.bom {
+        let mut skip = [0u8; 3];
+        file.read_exact(&mut skip).map_err(|e| io_err(path, e))?;
+    }
+    let decoded: Box<dyn Read + Send> = if survey.utf8 {
+        Box::new(file)
+    } else {
+        Box::new(
+            encoding_rs_io::DecodeReaderBytesBuilder::new()
+                .encoding(Some(encoding_rs::WINDOWS_1252))
+                .bom_sniffing(false)
+                .build(file),
+        )
+    };
+    skip_blank_lines(path, decoded)
+}
+
+pub(crate) fn skip_blank_lines(
+    path: &Path,
+    decoded: Box<dyn Read + Send>,
+) -> Result<Option<TextStream>, FileError> {
+    let mut buffered = BufReader::with_capacity(CHUNK, decoded);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = buffered
+            .read_until(b'\n', &mut line)
+            .map_err(|e| io_err(path, e))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let blank = line
+            .iter()
+            .all(|b| b.is_ascii_whitespace() || matches!(b, b',' | b';' | b'"'));
+        if blank {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&line).into_owned();
+        let first_line = text.trim_end_matches(['\r', '\n']).to_string();
+        let reader: Box<dyn Read + Send> = Box::new(Cursor::new(line.clone()).chain(buffered));
+        return Ok(Some(TextStream { first_line, reader }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn survey_bytes(bytes: &[u8]) -> Result<Survey, FileError> {
+        survey_reader(Path::new("t.csv"), bytes)
+    }
+
+    #[test]
+    fn utf8_with_bom_is_noted() {
+        let s = survey_bytes(b"\xEF\xBB\xBFName,Email\n#1,a@b\n").unwrap();
+        assert!(s.utf8 && s.bom);
+        assert!(s.notes[0].contains("byte order mark"));
+    }
+
+    #[test]
+    fn invalid_utf8_falls_back_to_windows_1252() {
+        let s = survey_bytes(b"Name,City\n#1,Montr\xe9al\n").unwrap();
+        assert!(!s.utf8);
+        assert!(s.notes.iter().any(|n| n.contains("Windows-1252")));
+    }
+
+    #[test]
+    fn multibyte_sequence_split_across_chunks_is_still_utf8() {
+        let mut data = vec![b'a'; CHUNK - 1];
+        data.extend_from_slice("é,ü\n".as_bytes());
+        let s = survey_bytes(&data).unwrap();
+        assert!(s.utf8);
+    }
+
+    #[test]
+    fn mojibake_is_flagged_not_fixed() {
+        let s = survey_bytes("Name,City\n#1,MontrÃ©al\n".as_bytes()).unwrap();
+        let note = s.notes.iter().find(|n| n.contains("mojibake")).unwrap();
+        assert!(note.contains("MontrÃ©"), "{note}");
+        let s = survey_bytes("Name,City\n#1,K\u{FFFD}ln\n".as_bytes()).unwrap();
+        assert!(s.notes.iter().any(|n| n.contains("1 U+FFFD")));
+        let clean = survey_bytes("Name,City\n#1,Montréal Ölstraße\n".as_bytes()).unwrap();
+        assert!(clean.notes.is_empty(), "{:?}", clean.notes);
+    }
+
+    #[test]
+    fn binary_and_empty_files_are_refused() {
+        assert!(matches!(
+            survey_bytes(b"Name\0\x01\x02"),
+            Err(FileError::NotText { .. })
+        ));
+        assert!(matches!(
+            survey_bytes(b"\x1f\x8b\x08\x00abc"),
+            Err(FileError::NotText { .. })
+        ));
+        assert!(matches!(survey_bytes(b""), Err(FileError::Empty { .. })));
+        assert!(matches!(
+            survey_bytes(b"\xEF\xBB\xBF\r\n,,,\n \n"),
+            Err(FileError::Empty { .. })
+        ));
+    }
+
+    #[test]
+    fn blank_and_comma_only_lines_before_header_are_skipped() {
+        let data: Box<dyn Read + Send> = Box::new(Cursor::new(b"\r\n,,,\n\nA,B\r\n1,2".to_vec()));
+        let mut t = skip_blank_lines(Path::new("t"), data).unwrap().unwrap();
+        assert_eq!(t.first_line, "A,B");
+        let mut rest = String::new();
+        t.reader.read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, "A,B\r\n1,2");
+    }
+}

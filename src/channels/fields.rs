@@ -1,0 +1,376 @@
+//! Cell parsers shared by the adapters: money, quantities, dates, currencies and text.
+//!
+//! Each returns a [`Problem`] naming the column, the value and what was expected, so that a
+//! rejected row tells the operator exactly what to fix.
+
+use crate::model::CurrencyCode;
+use chrono::{DateTime, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use rust_decimal::Decimal;
+use std::str::FromStr;
+
+/// Largest quantity accepted on one line.
+pub(crate) const MAX_QUANTITY: i64 = 1_000_000;
+/// Largest absolute money amount accepted in one cell.
+pub(crate) const MAX_AMOUNT: i64 = 1_000_000_000_000;
+
+/// Why a row (or an order) cannot be staged.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Problem {
+    pub column: Option<String>,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(column: &str, reason: &'static str, message: impl Into<String>) -> Self {
+        Problem {
+            column: (!column.is_empty()).then(|| column.to_string()),
+            reason,
+            message: message.into(),
+        }
+    }
+
+    pub fn missing(column: &str) -> Self {
+        Problem::new(
+            column,
+            "missing_value",
+            format!("column {column:?} is empty; a value is required"),
+        )
+    }
+}
+
+/// Strip one leading `'` that an exporter added to stop spreadsheets mangling the value
+/// (`'4001`, `'+46 70…`, SkyVerge's `'-5.00`). Anything else is kept as is.
+pub(crate) fn strip_apostrophe(value: &str) -> &str {
+    value.strip_prefix('\'').unwrap_or(value)
+}
+
+/// `None` for an empty cell, else the trimmed text.
+pub(crate) fn text(value: &str) -> Option<String> {
+    let v = value.trim();
+    (!v.is_empty()).then(|| v.to_string())
+}
+
+/// Like [`text`] after [`strip_apostrophe`]; for ZIPs, phones and address cells.
+pub(crate) fn text_unquoted(value: &str) -> Option<String> {
+    text(strip_apostrophe(value.trim()))
+}
+
+/// Parse a money cell: plain decimal with a dot (`699.00`, `0`, `3.3`, `-10.00`). With
+/// `decimal_comma`, `370,00` is accepted too (spreadsheets saved in comma-decimal locales).
+/// Thousands separators, symbols and exponents are refused: never guessed.
+pub(crate) fn money(column: &str, value: &str, decimal_comma: bool) -> Result<Decimal, Problem> {
+    let v = strip_apostrophe(value.trim());
+    let bad = |what: &str| {
+        Problem::new(
+            column,
+            "bad_decimal",
+            format!("{column:?} is {value:?}; expected {what}"),
+        )
+    };
+    let normalized;
+    let v = if decimal_comma && v.contains(',') && !v.contains('.') && v.matches(',').count() == 1 {
+        normalized = v.replace(',', ".");
+        normalized.as_str()
+    } else {
+        v
+    };
+    let digits = v.strip_prefix('-').unwrap_or(v);
+    let well_formed = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && digits.bytes().filter(|&b| b == b'.').count() <= 1
+        && digits.bytes().any(|b| b.is_ascii_digit())
+        && !digits.starts_with('.')
+        && !digits.ends_with('.');
+    if !well_formed {
+        return Err(bad("a decimal number such as 12.50"));
+    }
+    let d = Decimal::from_str(v).map_err(|_| bad("a decimal number such as 12.50"))?;
+    if d.abs() > Decimal::from(MAX_AMOUNT) {
+        return Err(bad("an amount below 1,000,000,000,000"));
+    }
+    Ok(d)
+}
+
+/// Like [`money`], but an empty cell is `None`.
+pub(crate) fn money_opt(
+    column: &str,
+    value: &str,
+    decimal_comma: bool,
+) -> Result<Option<Decimal>, Problem> {
+    if value.trim().is_empty() {
+        Ok(None)
+    } else {
+        money(column, value, decimal_comma).map(Some)
+    }
+}
+
+/// Like [`money`], but an empty cell is zero (for line discounts and taxes).
+pub(crate) fn money_or_zero(
+    column: &str,
+    value: &str,
+    decimal_comma: bool,
+) -> Result<Decimal, Problem> {
+    Ok(money_opt(column, value, decimal_comma)?.unwrap_or(Decimal::ZERO))
+}
+
+/// A unit price: a required, non-negative amount.
+pub(crate) fn unit_price(
+    column: &str,
+    value: &str,
+    decimal_comma: bool,
+) -> Result<Decimal, Problem> {
+    if value.trim().is_empty() {
+        return Err(Problem::new(
+            column,
+            "missing_value",
+            format!("{column:?} is empty; a price is required (an unknown price is not zero)"),
+        ));
+    }
+    let d = money(column, value, decimal_comma)?;
+    if d.is_sign_negative() && !d.is_zero() {
+        return Err(Problem::new(
+            column,
+            "bad_decimal",
+            format!("{column:?} is {value:?}; expected a price of zero or more"),
+        ));
+    }
+    Ok(d)
+}
+
+/// A line quantity: more than zero and at most [`MAX_QUANTITY`].
+pub(crate) fn quantity(column: &str, value: &str) -> Result<Decimal, Problem> {
+    let v = value.trim();
+    let bad = |what: &str| {
+        Problem::new(
+            column,
+            "bad_quantity",
+            format!("{column:?} is {value:?}; expected {what}"),
+        )
+    };
+    if v.is_empty() {
+        return Err(Problem::new(
+            column,
+            "missing_value",
+            format!("{column:?} is empty; a quantity is required"),
+        ));
+    }
+    let d = money(column, v, false).map_err(|_| bad("a number such as 2"))?;
+    if d <= Decimal::ZERO {
+        return Err(bad("a quantity greater than zero"));
+    }
+    if d > Decimal::from(MAX_QUANTITY) {
+        return Err(bad("a quantity of at most 1,000,000"));
+    }
+    Ok(d.normalize())
+}
+
+/// `extended / quantity` when it is exact to 4 decimal places; otherwise a problem (the
+/// price is never rounded into something the file did not say).
+pub(crate) fn unit_from_extended(
+    column: &str,
+    extended: Decimal,
+    quantity: Decimal,
+) -> Result<Decimal, Problem> {
+    let unit = extended
+        .checked_div(quantity)
+        .unwrap_or(Decimal::ZERO)
+        .round_dp(4);
+    if unit * quantity != extended {
+        return Err(Problem::new(
+            column,
+            "bad_decimal",
+            format!(
+                "{column:?} {extended} is the price of {quantity} units but does not divide into \
+                 an exact unit price"
+            ),
+        ));
+    }
+    Ok(unit.normalize())
+}
+
+/// A currency code; unknown codes are an order-level problem.
+pub(crate) fn currency(column: &str, value: &str) -> Result<CurrencyCode, Problem> {
+    if value.trim().is_empty() {
+        return Err(Problem::new(
+            column,
+            "missing_value",
+            format!("{column:?} is empty; an ISO 4217 currency code is required"),
+        ));
+    }
+    CurrencyCode::parse(value).map_err(|e| Problem::new(column, "unknown_currency", e.to_string()))
+}
+
+/// A parsed timestamp: UTC plus the text as written.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Timestamp {
+    pub utc: DateTime<Utc>,
+    pub original: String,
+}
+
+const OFFSET_FORMATS: &[&str] = &[
+    "%Y-%m-%d %H:%M:%S %z",
+    "%Y-%m-%d %H:%M:%S%z",
+    "%Y-%m-%dT%H:%M:%S%.f%:z",
+    "%Y-%m-%dT%H:%M:%S%.f%z",
+    "%Y-%m-%d %H:%M %z",
+];
+
+const NAIVE_FORMATS: &[&str] = &[
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d %H:%M",
+];
+
+/// Parse a date-time. With an offset (`2021-05-13 11:01:13 +0200`, ISO 8601, `Z`) it is
+/// converted to UTC; without one, it is read in `zone` (UTC when not configured). Excel serial
+/// numbers and day-first/month-first dates are refused: they are ambiguous.
+pub(crate) fn timestamp(
+    column: &str,
+    value: &str,
+    zone: Option<chrono_tz::Tz>,
+) -> Result<Timestamp, Problem> {
+    let v = value.trim();
+    let bad = |why: &str| {
+        Problem::new(
+            column,
+            "bad_date",
+            format!("{column:?} is {value:?}; {why}"),
+        )
+    };
+    if v.is_empty() {
+        return Err(Problem::new(
+            column,
+            "missing_value",
+            format!("{column:?} is empty; the order date is required"),
+        ));
+    }
+    let ok = |utc: DateTime<Utc>| {
+        Ok(Timestamp {
+            utc,
+            original: v.to_string(),
+        })
+    };
+    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
+        return ok(t.with_timezone(&Utc));
+    }
+    for f in OFFSET_FORMATS {
+        if let Ok(t) = DateTime::<FixedOffset>::parse_from_str(v, f) {
+            return ok(t.with_timezone(&Utc));
+        }
+    }
+    let naive = NAIVE_FORMATS
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(v, f).ok())
+        .or_else(|| {
+            NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+        });
+    let Some(naive) = naive else {
+        if v.parse::<f64>().is_ok() {
+            return Err(bad("looks like a spreadsheet serial number; expected a date such as 2021-05-13 11:01:13 +0200"));
+        }
+        return Err(bad(
+            "expected a date such as 2021-05-13 11:01:13 +0200 or 2025-12-31 11:23",
+        ));
+    };
+    let tz = zone.unwrap_or(chrono_tz::UTC);
+    match tz.from_local_datetime(&naive) {
+        LocalResult::Single(t) => ok(t.with_timezone(&Utc)),
+        // The hour repeated when clocks go back: the earlier instant, as most platforms store it.
+        LocalResult::Ambiguous(t, _) => ok(t.with_timezone(&Utc)),
+        LocalResult::None => Err(bad(&format!("that local time does not exist in {tz}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dec(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn money_is_exact_and_strict() {
+        assert_eq!(money("T", "699.00", false).unwrap(), dec("699.00"));
+        assert_eq!(money("T", "3.3", false).unwrap(), dec("3.30"));
+        assert_eq!(money("T", "0", false).unwrap(), Decimal::ZERO);
+        assert_eq!(money("T", "'-5.00", false).unwrap(), dec("-5"));
+        assert_eq!(money("T", "370,00", true).unwrap(), dec("370"));
+        for bad in ["1,234.50", "$5", "1e3", "abc", ".5", "5.", "--1", "370,00"] {
+            let p = money("Total", bad, false).unwrap_err();
+            assert_eq!(p.reason, "bad_decimal", "{bad}");
+            assert!(p.message.contains(bad), "{}", p.message);
+            assert_eq!(p.column.as_deref(), Some("Total"));
+        }
+        assert!(money("T", "10000000000000", false).is_err());
+        assert!(unit_price("P", "-1.00", false).is_err());
+        assert_eq!(
+            unit_price("P", "", false).unwrap_err().reason,
+            "missing_value"
+        );
+    }
+
+    #[test]
+    fn quantities_must_be_positive_and_sane() {
+        assert_eq!(quantity("Q", "2").unwrap(), dec("2"));
+        assert_eq!(quantity("Q", "2.0").unwrap().to_string(), "2");
+        for bad in ["0", "-1", "1000001", "two"] {
+            assert_eq!(
+                quantity("Q", bad).unwrap_err().reason,
+                "bad_quantity",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn unit_price_from_extended_is_exact_or_refused() {
+        assert_eq!(
+            unit_from_extended("item-price", dec("59.98"), dec("2")).unwrap(),
+            dec("29.99")
+        );
+        assert!(unit_from_extended("item-price", dec("10.00"), dec("3")).is_err());
+    }
+
+    #[test]
+    fn dates_convert_to_utc_and_keep_the_original() {
+        let t = timestamp("Created at", "2021-05-13 11:01:13 +0200", None).unwrap();
+        assert_eq!(t.utc.to_rfc3339(), "2021-05-13T09:01:13+00:00");
+        assert_eq!(t.original, "2021-05-13 11:01:13 +0200");
+        let t = timestamp("d", "2021-01-16T12:40:23-08:00", None).unwrap();
+        assert_eq!(t.utc.to_rfc3339(), "2021-01-16T20:40:23+00:00");
+        let t = timestamp("d", "2024-10-24T08:30:00Z", None).unwrap();
+        assert_eq!(t.utc.to_rfc3339(), "2024-10-24T08:30:00+00:00");
+        let berlin: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+        let t = timestamp("d", "2025/12/31 11:23", Some(berlin)).unwrap();
+        assert_eq!(t.utc.to_rfc3339(), "2025-12-31T10:23:00+00:00");
+        let t = timestamp("d", "2025-07-01 11:23", Some(berlin)).unwrap();
+        assert_eq!(t.utc.to_rfc3339(), "2025-07-01T09:23:00+00:00");
+        let t = timestamp("d", "2017-03-22T19:28:02", None).unwrap();
+        assert_eq!(t.utc.to_rfc3339(), "2017-03-22T19:28:02+00:00");
+        let p = timestamp("Created at", "45384.34789351852", None).unwrap_err();
+        assert_eq!(p.reason, "bad_date");
+        assert!(p.message.contains("serial"));
+        assert_eq!(
+            timestamp("d", "13/05/2021", None).unwrap_err().reason,
+            "bad_date"
+        );
+        assert!(timestamp("d", "2025-03-30 02:30", Some(berlin)).is_err());
+    }
+
+    #[test]
+    fn apostrophes_are_stripped_once() {
+        assert_eq!(text_unquoted("'4001").as_deref(), Some("4001"));
+        assert_eq!(text_unquoted("''x").as_deref(), Some("'x"));
+        assert_eq!(text_unquoted("'").as_deref(), None);
+        assert_eq!(
+            text(" =HYPERLINK(\"x\") ").as_deref(),
+            Some("=HYPERLINK(\"x\")")
+        );
+    }
+}

@@ -1,0 +1,246 @@
+//! Turns a stream of row-per-item records into orders: the grouping and rejection rules that
+//! every delimited adapter shares.
+//!
+//! Rules:
+//! - Contiguous records with the same order key form one order. If a key reappears later in
+//!   the same file (not contiguous), it is yielded again as a *separate* [`Order`] with the same
+//!   `external_id`; the ingest pipeline merges or replaces it. Only the current order is held in
+//!   memory, so memory does not grow with the file.
+//! - A row-level problem (bad number, bad quantity, ragged row, ...) rejects that row with its
+//!   own reason. The other rows of the same order are rejected too, with `order_incomplete`:
+//!   an order is never staged with lines missing, because its totals would no longer add up
+//!   and Dynamics would invoice a partial order.
+//! - An order-level problem (found on the order's first row, e.g. unknown currency or a bad
+//!   order date, or when assembling the order) rejects all rows of the order with that reason.
+//! - A record without an order key is rejected on its own (`missing_value`).
+
+use super::fields::Problem;
+use super::records::{Record, RecordSource};
+use super::{Item, OrderReader, RejectedRow};
+use crate::model::Order;
+use std::collections::VecDeque;
+
+/// Orders with more rows than this are rejected (`order_too_large`) instead of buffered.
+pub(crate) const MAX_ROWS_PER_ORDER: usize = 10_000;
+
+/// What a format contributes: how to read the key, the order-level fields and each row.
+pub(crate) trait RowAdapter: Send {
+    /// Order-level fields, read from the first row of an order.
+    type Head: Send;
+    /// What each row contributes (usually a line, plus per-row amounts).
+    type Row: Send;
+
+    /// The header name of the order key, for messages.
+    fn key_column(&self) -> &str;
+    /// The order key of a record; empty when missing.
+    fn key(&self, rec: &Record) -> String {
+        rec.get(self.key_column()).to_string()
+    }
+    /// Structural check of a record (field count); default: none.
+    fn check_shape(&self, _rec: &Record) -> Result<(), Problem> {
+        Ok(())
+    }
+    fn head(&self, rec: &Record) -> Result<Self::Head, Problem>;
+    fn row(&self, rec: &Record) -> Result<Self::Row, Problem>;
+    /// Assemble the order; `source.rows` and `source.path` are filled in by the caller.
+    fn build(&self, key: &str, head: Self::Head, rows: Vec<Self::Row>) -> Result<Order, Problem>;
+}
+
+struct GroupRow<R> {
+    number: u64,
+    raw: String,
+    data: Result<R, Problem>,
+}
+
+struct Group<A: RowAdapter> {
+    key: String,
+    head: Result<A::Head, Problem>,
+    rows: Vec<GroupRow<A::Row>>,
+}
+
+/// An [`OrderReader`] over a [`RecordSource`] for one row-per-item format.
+pub(crate) struct GroupedReader<A: RowAdapter> {
+    adapter: A,
+    source: RecordSource,
+    path: String,
+    pending: VecDeque<Item>,
+    group: Option<Group<A>>,
+    /// Key of an order that exceeded [`MAX_ROWS_PER_ORDER`]; its further rows are rejected.
+    oversized: Option<String>,
+    finished: bool,
+}
+
+impl<A: RowAdapter> GroupedReader<A> {
+    pub fn new(adapter: A, source: RecordSource, path: String) -> Self {
+        GroupedReader {
+            adapter,
+            source,
+            path,
+            pending: VecDeque::new(),
+            group: None,
+            oversized: None,
+            finished: false,
+        }
+    }
+
+    fn reject(&mut self, number: u64, raw: String, p: Problem) {
+        self.pending.push_back(Item::Rejected(RejectedRow {
+            row_number: number,
+            column: p.column,
+            reason_code: p.reason.to_string(),
+            message: p.message,
+            raw,
+        }));
+    }
+
+    fn accept(&mut self, number: u64, raw: String, fields: csv::StringRecord) {
+        let rec = Record {
+            fields: &fields,
+            columns: &self.source.columns,
+        };
+        let shape = self.adapter.check_shape(&rec);
+        let key = self.adapter.key(&rec);
+        if key.is_empty() {
+            let p = shape
+                .err()
+                .unwrap_or_else(|| Problem::missing(self.adapter.key_column()));
+            self.reject(number, raw, p);
+            return;
+        }
+        let starts_new = self.group.as_ref().is_none_or(|g| g.key != key);
+        let data = shape.clone().and_then(|_| self.adapter.row(&rec));
+        let head = starts_new.then(|| shape.and_then(|_| self.adapter.head(&rec)));
+        if starts_new {
+            self.flush();
+        }
+        if self.oversized.as_ref().is_some_and(|k| *k != key) {
+            self.oversized = None;
+        }
+        if self.oversized.is_some() {
+            self.reject(number, raw, too_large(&key));
+            return;
+        }
+        let group = self.group.get_or_insert_with(|| Group {
+            key: key.clone(),
+            head: head.unwrap_or_else(|| Err(Problem::missing("order key"))),
+            rows: Vec::new(),
+        });
+        group.rows.push(GroupRow { number, raw, data });
+        if group.rows.len() >= MAX_ROWS_PER_ORDER {
+            if let Some(group) = self.group.take() {
+                for r in group.rows {
+                    self.reject(r.number, r.raw, too_large(&key));
+                }
+            }
+            self.oversized = Some(key);
+        }
+    }
+
+    fn flush(&mut self) {
+        let Some(group) = self.group.take() else {
+            return;
+        };
+        let key = group.key;
+        let head = match group.head {
+            Ok(h) => h,
+            Err(p) => {
+                let p = in_order(&key, p);
+                for r in group.rows {
+                    let own = r.data.err().unwrap_or_else(|| p.clone());
+                    self.reject(r.number, r.raw, own);
+                }
+                return;
+            }
+        };
+        let bad: Vec<u64> = group
+            .rows
+            .iter()
+            .filter(|r| r.data.is_err())
+            .map(|r| r.number)
+            .collect();
+        if !bad.is_empty() {
+            let list = bad
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            for r in group.rows {
+                let p = match r.data {
+                    Err(p) => p,
+                    Ok(_) => Problem {
+                        column: None,
+                        reason: "order_incomplete",
+                        message: format!(
+                            "order {key}: not staged because row(s) {list} of the same order \
+                             were rejected; fix them and load the file again"
+                        ),
+                    },
+                };
+                self.reject(r.number, r.raw, p);
+            }
+            return;
+        }
+        let mut numbers = Vec::with_capacity(group.rows.len());
+        let mut raws = Vec::with_capacity(group.rows.len());
+        let mut rows = Vec::with_capacity(group.rows.len());
+        for r in group.rows {
+            numbers.push(r.number);
+            raws.push(r.raw);
+            if let Ok(d) = r.data {
+                rows.push(d);
+            }
+        }
+        match self.adapter.build(&key, head, rows) {
+            Ok(mut order) => {
+                order.source.rows = numbers;
+                order.source.path = Some(self.path.clone());
+                self.pending.push_back(Item::Order(Box::new(order)));
+            }
+            Err(p) => {
+                let p = in_order(&key, p);
+                for (n, raw) in numbers.into_iter().zip(raws) {
+                    self.reject(n, raw, p.clone());
+                }
+            }
+        }
+    }
+}
+
+fn in_order(key: &str, p: Problem) -> Problem {
+    Problem {
+        message: format!("order {key}: {}", p.message),
+        ..p
+    }
+}
+
+fn too_large(key: &str) -> Problem {
+    Problem {
+        column: None,
+        reason: "order_too_large",
+        message: format!("order {key} has more than {MAX_ROWS_PER_ORDER} rows; not staged"),
+    }
+}
+
+impl<A: RowAdapter> OrderReader for GroupedReader<A> {
+    fn next_item(&mut self) -> Option<Item> {
+        loop {
+            if let Some(item) = self.pending.pop_front() {
+                return Some(item);
+            }
+            if self.finished {
+                return None;
+            }
+            match self.source.next_record() {
+                Some(r) => self.accept(r.number, r.raw, r.fields),
+                None => {
+                    self.flush();
+                    self.finished = true;
+                }
+            }
+        }
+    }
+
+    fn rows_read(&self) -> u64 {
+        self.source.rows_read()
+    }
+}

@@ -1,0 +1,291 @@
+//! Delimited records with their raw text and 1-based record numbers.
+//!
+//! A quoted field may span lines, so records are counted, not lines. The raw text of each
+//! record is kept (exactly as in the file, minus the line terminator) so that a rejected row
+//! can be stored as it was read. Memory holds the CSV parser's buffer plus one record.
+
+use csv::StringRecord;
+use std::collections::HashMap;
+use std::io::Read;
+
+/// Passes bytes through and keeps those not yet claimed by a record.
+struct TeeReader {
+    inner: Box<dyn Read + Send>,
+    kept: Vec<u8>,
+    /// Byte offset (in the decoded stream) of `kept[0]`.
+    base: u64,
+}
+
+impl Read for TeeReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.kept.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Column names of a header record and their positions.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Columns {
+    pub names: Vec<String>,
+    index: HashMap<String, usize>,
+}
+
+impl Columns {
+    pub fn new(names: Vec<String>) -> Self {
+        let mut index = HashMap::new();
+        for (i, n) in names.iter().enumerate() {
+            index.entry(n.clone()).or_insert(i);
+        }
+        Columns { names, index }
+    }
+
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// The first of `names` that the header has.
+    pub fn first_of<'a>(&self, names: &[&'a str]) -> Option<&'a str> {
+        names.iter().copied().find(|n| self.has(n))
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+}
+
+/// One data record's fields, with the header to look them up by name.
+pub(crate) struct Record<'a> {
+    pub fields: &'a StringRecord,
+    pub columns: &'a Columns,
+}
+
+impl Record<'_> {
+    /// The trimmed cell under `column`; empty when the column or the cell is missing.
+    pub fn get(&self, column: &str) -> &str {
+        self.columns
+            .position(column)
+            .and_then(|i| self.fields.get(i))
+            .map(str::trim)
+            .unwrap_or("")
+    }
+
+    /// The trimmed cell under the first of `columns` the header has.
+    pub fn get_any(&self, columns: &[&str]) -> &str {
+        match self.columns.first_of(columns) {
+            Some(c) => self.get(c),
+            None => "",
+        }
+    }
+}
+
+/// A data record as read, owned.
+pub(crate) struct RawRecord {
+    pub number: u64,
+    pub raw: String,
+    pub fields: StringRecord,
+}
+
+/// Reads the header and then the data records of a delimited text stream.
+pub(crate) struct RecordSource {
+    csv: csv::Reader<TeeReader>,
+    pub columns: Columns,
+    rows_read: u64,
+    done: bool,
+    /// Set when the stream failed part-way (an I/O error); the records after it are unknown.
+    pub error: Option<String>,
+}
+
+impl RecordSource {
+    /// `quoting = false` for formats that never quote (Amazon): `"` is an ordinary character.
+    pub fn new(text: Box<dyn Read + Send>, delimiter: u8, quoting: bool) -> Self {
+        let tee = TeeReader {
+            inner: text,
+            kept: Vec::new(),
+            base: 0,
+        };
+        let mut csv = csv::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .quoting(quoting)
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(tee);
+        let mut header = StringRecord::new();
+        let mut error = None;
+        let names = match csv.read_record(&mut header) {
+            Ok(true) => header.iter().map(|h| h.trim().to_string()).collect(),
+            Ok(false) => Vec::new(),
+            Err(e) => {
+                error = Some(e.to_string());
+                Vec::new()
+            }
+        };
+        let mut source = RecordSource {
+            csv,
+            columns: Columns::new(names),
+            rows_read: 0,
+            done: error.is_some(),
+            error,
+        };
+        source.release_up_to_position();
+        source
+    }
+
+    pub fn rows_read(&self) -> u64 {
+        self.rows_read
+    }
+
+    fn release_up_to_position(&mut self) -> String {
+        let end = self.csv.position().byte();
+        let tee = self.csv.get_mut();
+        let take = end.saturating_sub(tee.base).min(tee.kept.len() as u64) as usize;
+        let raw_bytes: Vec<u8> = tee.kept.drain(..take).collect();
+        tee.base += take as u64;
+        let raw = String::from_utf8_lossy(&raw_bytes);
+        raw.trim_matches(['\r', '\n']).to_string()
+    }
+
+    /// The next data record, skipping records whose cells are all empty (blank lines,
+    /// `,,,,` lines): they carry no data and are not counted.
+    pub fn next_record(&mut self) -> Option<RawRecord> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let mut fields = StringRecord::new();
+            match self.csv.read_record(&mut fields) {
+                Ok(true) => {
+                    let raw = self.release_up_to_position();
+                    if fields.iter().all(|f| f.trim().is_empty()) {
+                        continue;
+                    }
+                    self.rows_read += 1;
+                    return Some(RawRecord {
+                        number: self.rows_read,
+                        raw,
+                        fields,
+                    });
+                }
+                Ok(false) => {
+                    self.done = true;
+                    return None;
+                }
+                Err(e) => {
+                    self.done = true;
+                    self.error = Some(e.to_string());
+                    tracing::warn!(error = %e, "stopped reading records");
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Count `,`, `;` and TAB outside double quotes in a header line; the most frequent wins
+/// (`,` on a tie or when there are none).
+pub(crate) fn sniff_delimiter(header_line: &str) -> u8 {
+    let (mut comma, mut semi, mut tab) = (0usize, 0usize, 0usize);
+    let mut quoted = false;
+    for b in header_line.bytes() {
+        match b {
+            b'"' => quoted = !quoted,
+            b',' if !quoted => comma += 1,
+            b';' if !quoted => semi += 1,
+            b'\t' if !quoted => tab += 1,
+            _ => {}
+        }
+    }
+    if tab > comma && tab >= semi {
+        b'\t'
+    } else if semi > comma {
+        b';'
+    } else {
+        b','
+    }
+}
+
+/// Split a header line into trimmed cell names (quotes removed) for signature matching.
+pub(crate) fn header_cells(header_line: &str, delimiter: u8) -> Vec<String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(header_line.as_bytes());
+    let mut rec = StringRecord::new();
+    match reader.read_record(&mut rec) {
+        Ok(true) => rec.iter().map(|c| c.trim().to_string()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    fn source(text: &str, delimiter: u8, quoting: bool) -> RecordSource {
+        RecordSource::new(
+            Box::new(Cursor::new(text.as_bytes().to_vec())),
+            delimiter,
+            quoting,
+        )
+    }
+
+    #[test]
+    fn multi_line_quoted_field_is_one_record_with_its_raw_text() {
+        let mut s = source(
+            "A,B\r\n1,\"line one\r\nline two\"\r\n2,x\r\n\r\n,,\n3,y",
+            b',',
+            true,
+        );
+        assert_eq!(s.columns.names, vec!["A", "B"]);
+        let r1 = s.next_record().unwrap();
+        assert_eq!(r1.number, 1);
+        assert_eq!(&r1.fields[1], "line one\r\nline two");
+        assert_eq!(r1.raw, "1,\"line one\r\nline two\"");
+        let r2 = s.next_record().unwrap();
+        assert_eq!((r2.number, r2.raw.as_str()), (2, "2,x"));
+        let r3 = s.next_record().unwrap();
+        assert_eq!((r3.number, r3.raw.as_str()), (3, "3,y"));
+        assert!(s.next_record().is_none());
+        assert_eq!(s.rows_read(), 3);
+    }
+
+    #[test]
+    fn raw_text_survives_parser_buffer_boundaries() {
+        let mut text = String::from("A,B\n");
+        for i in 0..5000 {
+            text.push_str(&format!("{i},\"value {i}\"\n"));
+        }
+        let mut s = source(&text, b',', true);
+        let mut n = 0;
+        while let Some(r) = s.next_record() {
+            assert_eq!(r.raw, format!("{n},\"value {n}\""));
+            n += 1;
+        }
+        assert_eq!(n, 5000);
+    }
+
+    #[test]
+    fn bare_quotes_stay_when_quoting_is_off() {
+        let mut s = source("id\tname\n1\tTV 6.5\"-10\" \"stand\n", b'\t', false);
+        let r = s.next_record().unwrap();
+        assert_eq!(&r.fields[1], "TV 6.5\"-10\" \"stand");
+    }
+
+    #[test]
+    fn delimiter_is_sniffed_outside_quotes() {
+        assert_eq!(sniff_delimiter("a,b,c"), b',');
+        assert_eq!(sniff_delimiter("\"a,x\";\"b,y\";c"), b';');
+        assert_eq!(sniff_delimiter("a\tb\tc\t"), b'\t');
+        assert_eq!(sniff_delimiter("single"), b',');
+        assert_eq!(
+            header_cells("\"Order Number\";\"Order Date\"", b';'),
+            vec!["Order Number", "Order Date"]
+        );
+    }
+}

@@ -1,0 +1,148 @@
+//! Shopify admin "Export orders" CSV (all column-set variants: 73, 75, 78, 79 columns).
+//!
+//! One row per line item. The order's first row carries the order-level columns (`Currency`,
+//! totals, addresses, `Financial Status`, ...); continuation rows fill only `Name`, `Email`,
+//! `Created at`, the `Lineitem …` columns and maybe `Vendor`/`Phone`, so order-level fields
+//! always come from the first row. Columns are mapped by header name; unknown columns are
+//! ignored.
+//!
+//! Tax-inclusive rule: `taxes_included` is true when `Taxes` > 0 and
+//! `Subtotal + Shipping (+ Duties) == Total` exactly (VAT shops: the tax is inside the prices);
+//! otherwise false (tax-exclusive shops have `Total = Subtotal + Shipping + Taxes`).
+
+use super::draft::{non_empty, sku_and_name, LineDraft, OrderHead};
+use super::fields::{self, money_opt, text, text_unquoted, Problem};
+use super::group::RowAdapter;
+use super::records::Record;
+use crate::model::{Address, Customer, Order};
+use rust_decimal::Decimal;
+
+/// Columns without which a Shopify file cannot be read.
+pub(crate) const REQUIRED: &[&[&str]] = &[
+    &["Name"],
+    &["Created at"],
+    &["Currency"],
+    &["Lineitem quantity"],
+    &["Lineitem name"],
+    &["Lineitem price"],
+];
+
+pub(crate) struct Shopify {
+    pub channel: String,
+    pub zone: Option<chrono_tz::Tz>,
+}
+
+fn address(rec: &Record, prefix: &str) -> Option<Address> {
+    let get = |c: &str| rec.get(&format!("{prefix} {c}")).to_string();
+    non_empty(Address {
+        name: text(&get("Name")),
+        company: text_unquoted(&get("Company")),
+        line1: text_unquoted(&get("Address1")).or_else(|| text_unquoted(&get("Street"))),
+        line2: text_unquoted(&get("Address2")),
+        city: text(&get("City")),
+        province: text(&get("Province")),
+        postal_code: text_unquoted(&get("Zip")),
+        country: text(&get("Country")),
+        phone: text_unquoted(&get("Phone")),
+    })
+}
+
+impl RowAdapter for Shopify {
+    type Head = OrderHead;
+    type Row = LineDraft;
+
+    fn key_column(&self) -> &str {
+        "Name"
+    }
+
+    fn head(&self, rec: &Record) -> Result<OrderHead, Problem> {
+        if rec.get("Currency").is_empty() {
+            return Err(Problem::new(
+                "Currency",
+                "missing_value",
+                "the order's first row has no \"Currency\" (a continuation row whose first \
+                 row is missing or elsewhere in the file?)",
+            ));
+        }
+        let currency = fields::currency("Currency", rec.get("Currency"))?;
+        let created = fields::timestamp("Created at", rec.get("Created at"), self.zone)?;
+        let m = |c: &str| money_opt(c, rec.get(c), false);
+        let subtotal = m("Subtotal")?;
+        let shipping_amount = m("Shipping")?;
+        let tax = m("Taxes")?;
+        let total = m("Total")?;
+        let duties = m("Duties")?;
+        let billing = address(rec, "Billing");
+        let shipping = address(rec, "Shipping");
+        let taxes_included = taxes_included(subtotal, shipping_amount, duties, tax, total);
+        let customer = Customer {
+            email: text(rec.get("Email")),
+            name: billing
+                .as_ref()
+                .and_then(|a| a.name.clone())
+                .or_else(|| shipping.as_ref().and_then(|a| a.name.clone())),
+            phone: text_unquoted(rec.get("Phone"))
+                .or_else(|| billing.as_ref().and_then(|a| a.phone.clone())),
+        };
+        Ok(OrderHead {
+            created,
+            currency,
+            customer,
+            billing,
+            shipping,
+            subtotal,
+            shipping_amount,
+            tax,
+            discount: m("Discount Amount")?,
+            total,
+            taxes_included,
+            financial_status: text(rec.get("Financial Status")),
+            notes: text(rec.get("Notes")),
+        })
+    }
+
+    fn row(&self, rec: &Record) -> Result<LineDraft, Problem> {
+        let quantity = fields::quantity("Lineitem quantity", rec.get("Lineitem quantity"))?;
+        let unit_price = fields::unit_price("Lineitem price", rec.get("Lineitem price"), false)?;
+        let discount =
+            fields::money_or_zero("Lineitem discount", rec.get("Lineitem discount"), false)?;
+        let (sku, name) = sku_and_name(
+            "Lineitem sku",
+            fields::strip_apostrophe(rec.get("Lineitem sku")),
+            "Lineitem name",
+            rec.get("Lineitem name"),
+        )?;
+        Ok(LineDraft {
+            sku,
+            name,
+            quantity,
+            unit_price,
+            discount,
+            tax: Decimal::ZERO,
+        })
+    }
+
+    fn build(&self, key: &str, head: OrderHead, rows: Vec<LineDraft>) -> Result<Order, Problem> {
+        Ok(head.into_order(&self.channel, key, rows))
+    }
+}
+
+/// See the module documentation.
+pub(crate) fn taxes_included(
+    subtotal: Option<Decimal>,
+    shipping: Option<Decimal>,
+    duties: Option<Decimal>,
+    taxes: Option<Decimal>,
+    total: Option<Decimal>,
+) -> bool {
+    match (subtotal, taxes, total) {
+        (Some(s), Some(t), Some(total)) if t > Decimal::ZERO => {
+            s + shipping.unwrap_or_default() + duties.unwrap_or_default() == total
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+#[path = "shopify_tests.rs"]
+mod tests;
