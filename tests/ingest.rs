@@ -1,1 +1,186 @@
-//! Ingest through the real binary.
+//! Ingest through the real binary into a real SQLite file.
+
+use crate::common::*;
+
+fn channel_config(ws: &Workspace) {
+    ws.write_config(None, "[[channel]]\nname = \"shop\"\nformat = \"shopify\"\n");
+}
+
+#[test]
+fn generated_shopify_file_is_staged_with_exact_counts() {
+    let ws = Workspace::new();
+    channel_config(&ws);
+    let file = ws.write_file("in/orders.csv", &shopify_csv(40, 3, "A"));
+    let out = ws.run(&["ingest", "--channel", "shop", file.to_str().unwrap()]);
+    assert_code(&out, 0);
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders"), 40);
+    assert_eq!(ws.query_i64("SELECT SUM(line_count) FROM staged_orders"), 120);
+    assert_eq!(ws.query_i64("SELECT rows FROM source_files"), 120);
+    assert_eq!(ws.query_i64("SELECT rows_staged FROM source_files"), 120);
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM rejected_rows"), 0);
+    // Totals stay decimal text, times are UTC (+0100 in the file).
+    assert_eq!(
+        ws.query_strings("SELECT total FROM staged_orders WHERE external_id = '#A1000'"),
+        vec!["35.00"]
+    );
+    assert_eq!(
+        ws.query_strings("SELECT order_created_at FROM staged_orders WHERE external_id = '#A1000'"),
+        vec!["2025-03-01T09:00:00.000000Z"]
+    );
+    // The postal code keeps its leading zero and loses the protective apostrophe.
+    let payload = ws.query_strings("SELECT payload FROM staged_orders WHERE external_id = '#A1000'");
+    assert!(payload[0].contains("\"postal_code\":\"02134\""), "{}", payload[0]);
+    // Every new order has its ledger event.
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM ledger WHERE to_status = 'pending'"), 40);
+    let summary = stdout(&out);
+    assert!(summary.contains("orders staged: 40"), "{summary}");
+}
+
+#[test]
+fn the_same_file_twice_is_a_duplicate_and_stages_nothing() {
+    let ws = Workspace::new();
+    channel_config(&ws);
+    let file = ws.write_file("in/a.csv", &shopify_csv(5, 2, "D"));
+    assert_code(&ws.run(&["ingest", "--channel", "shop", file.to_str().unwrap()]), 0);
+    let copy = ws.write_file("in/copy-of-a.csv", &shopify_csv(5, 2, "D"));
+    let out = ws.run(&["ingest", "--channel", "shop", copy.to_str().unwrap()]);
+    assert_code(&out, 0);
+    assert!(stdout(&out).contains("duplicates: 1"), "{}", stdout(&out));
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM source_files"), 1);
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders"), 5);
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM ledger"), 5);
+}
+
+#[test]
+fn a_changed_order_is_updated_and_an_unchanged_one_is_a_no_op() {
+    let ws = Workspace::new();
+    channel_config(&ws);
+    let first = ws.write_file("in/1.csv", &shopify_csv(3, 1, "C"));
+    assert_code(&ws.run(&["ingest", "--channel", "shop", first.to_str().unwrap()]), 0);
+    // Same orders; one gets another line price.
+    let changed = shopify_csv(3, 1, "C").replacen("Tee 0,10.00", "Tee 0,12.00", 1);
+    let second = ws.write_file("in/2.csv", &changed);
+    let out = ws.run(&["ingest", "--channel", "shop", second.to_str().unwrap()]);
+    assert_code(&out, 0);
+    assert_eq!(ws.query_i64("SELECT orders_updated FROM source_files WHERE id = 2"), 1);
+    assert_eq!(ws.query_i64("SELECT orders_unchanged FROM source_files WHERE id = 2"), 2);
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders"), 3);
+    let payload = ws.query_strings("SELECT payload FROM staged_orders WHERE external_id = '#C1000'");
+    assert!(payload[0].contains("\"unit_price\":\"12.00\""), "{}", payload[0]);
+}
+
+#[test]
+fn a_succeeded_order_whose_content_changed_goes_back_to_pending() {
+    let ws = Workspace::new();
+    channel_config(&ws);
+    let first = ws.write_file("in/1.csv", &shopify_csv(2, 1, "S"));
+    assert_code(&ws.run(&["ingest", "--channel", "shop", first.to_str().unwrap()]), 0);
+    let conn = rusqlite::Connection::open(ws.db_path()).unwrap();
+    conn.execute("UPDATE staged_orders SET status = 'succeeded'", []).unwrap();
+    drop(conn);
+    let changed = shopify_csv(2, 1, "S").replacen("Tee 0,10.00", "Tee 0,11.00", 1);
+    let second = ws.write_file("in/2.csv", &changed);
+    assert_code(&ws.run(&["ingest", "--channel", "shop", second.to_str().unwrap()]), 0);
+    assert_eq!(
+        ws.query_strings("SELECT status FROM staged_orders ORDER BY external_id"),
+        vec!["pending", "succeeded"]
+    );
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM ledger WHERE from_status = 'succeeded' AND to_status = 'pending'"),
+        1
+    );
+}
+
+#[test]
+fn a_bad_file_does_not_stop_the_others_and_accounting_balances() {
+    let ws = Workspace::new();
+    ws.write_config(None, "");
+    ws.write_file("in/1-good.csv", &shopify_csv(4, 2, "G"));
+    ws.write_file("in/2-garbage.csv", "this is not,an order export\nat all,really\n");
+    let mut bad_rows = shopify_csv(3, 1, "B");
+    bad_rows = bad_rows.replacen("Tee 0,10.00", "Tee 0,ten dollars", 1);
+    ws.write_file("in/3-bad-row.csv", &bad_rows);
+    let out = ws.run(&["ingest", "--channel", "mixed", ws.path().join("in").to_str().unwrap()]);
+    assert_code(&out, 3);
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM source_files"), 3);
+    assert_eq!(
+        ws.query_strings("SELECT status FROM source_files ORDER BY path"),
+        vec!["ingested", "rejected", "ingested"]
+    );
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE external_id LIKE '#G%'"), 4);
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE external_id LIKE '#B%'"), 2);
+    // Every file balances: rows = staged + rejected.
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM source_files WHERE rows != rows_staged + rejected"),
+        0
+    );
+    // The garbage file's lines are kept as rejected rows with the file's reason.
+    assert_eq!(
+        ws.query_strings("SELECT reason_code FROM rejected_rows r JOIN source_files f ON f.id = r.source_file_id WHERE f.path LIKE '%garbage%'"),
+        vec!["unrecognized_format", "unrecognized_format"]
+    );
+    // The bad row names its column and keeps its raw text.
+    let reason = ws.query_strings(
+        "SELECT column_name || '|' || reason_code || '|' || raw FROM rejected_rows r JOIN source_files f ON f.id = r.source_file_id WHERE f.path LIKE '%bad-row%'",
+    );
+    assert_eq!(reason.len(), 1);
+    assert!(reason[0].starts_with("Lineitem price|bad_decimal|#B1000,"), "{}", reason[0]);
+}
+
+#[test]
+fn the_database_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = Workspace::new();
+    channel_config(&ws);
+    let file = ws.write_file("in/orders.csv", &shopify_csv(1, 1, "P"));
+    assert_code(&ws.run(&["ingest", "--channel", "shop", file.to_str().unwrap()]), 0);
+    let mode = std::fs::metadata(ws.db_path()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn an_invalid_configuration_exits_1_naming_the_key() {
+    let ws = Workspace::new();
+    ws.write_config(None, "[[channel]]\nname = \"x\"\nformat = \"shopfy\"\n");
+    let out = ws.run(&["ingest", "--channel", "x"]);
+    assert_code(&out, 1);
+    let err = stderr(&out);
+    assert!(err.contains("shopfy") && err.contains("orderload.toml"), "{err}");
+}
+
+#[test]
+fn the_example_configuration_is_valid() {
+    let ws = Workspace::new();
+    let out = ws.cmd().args(["config", "example"]).output().unwrap();
+    assert_code(&out, 0);
+    std::fs::write(ws.config_path(), stdout(&out)).unwrap();
+    let check = ws.run(&["config", "check"]);
+    assert_code(&check, 0);
+    assert!(stdout(&check).contains("4 channel(s)"), "{}", stdout(&check));
+}
+
+#[test]
+fn inbox_files_are_archived_and_unsettled_files_are_left() {
+    let ws = Workspace::new();
+    ws.write_config(
+        None,
+        &format!(
+            "[[channel]]\nname = \"shop\"\nformat = \"shopify\"\ninbox = \"{0}/inbox\"\narchive = \"{0}/archive\"\n",
+            ws.path().display()
+        ),
+    );
+    let cfg = std::fs::read_to_string(ws.config_path()).unwrap().replace("settle_secs = 0", "settle_secs = 3600");
+    std::fs::write(ws.config_path(), cfg).unwrap();
+    ws.write_file("inbox/fresh.csv", &shopify_csv(1, 1, "F"));
+    let out = ws.run(&["ingest"]);
+    assert_code(&out, 0);
+    assert!(ws.path().join("inbox/fresh.csv").exists(), "a file still being written is left alone");
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM source_files"), 0);
+
+    let cfg = std::fs::read_to_string(ws.config_path()).unwrap().replace("settle_secs = 3600", "settle_secs = 0");
+    std::fs::write(ws.config_path(), cfg).unwrap();
+    assert_code(&ws.run(&["ingest"]), 0);
+    assert!(!ws.path().join("inbox/fresh.csv").exists());
+    assert!(ws.path().join("archive/fresh.csv").exists());
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders"), 1);
+}

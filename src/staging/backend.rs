@@ -14,7 +14,8 @@ impl Staging for SqliteStaging {
         exit_code: u8,
         summary: &serde_json::Value,
     ) -> Result<(), StagingError> {
-        self.update_run_end(run_id, outcome, exit_code, summary).await
+        self.update_run_end(run_id, outcome, exit_code, summary)
+            .await
     }
     async fn acquire_lease(
         &self,
@@ -63,8 +64,25 @@ impl Staging for SqliteStaging {
         limit: usize,
         max_attempts: u32,
         lease_secs: u64,
+        only: Option<&[i64]>,
     ) -> Result<Vec<ClaimedOrder>, StagingError> {
-        self.claim(run_id, token, limit, max_attempts, lease_secs).await
+        self.claim(run_id, token, limit, max_attempts, lease_secs, only)
+            .await
+    }
+    async fn peek_claimable(
+        &self,
+        limit: usize,
+        max_attempts: u32,
+    ) -> Result<Vec<ClaimedOrder>, StagingError> {
+        self.peek(limit, max_attempts).await
+    }
+    async fn requeue_for_rerun(
+        &self,
+        run_id: i64,
+        order_ids: &[i64],
+        reason: &str,
+    ) -> Result<u64, StagingError> {
+        self.requeue(run_id, order_ids, reason).await
     }
     async fn create_batch(
         &self,
@@ -73,7 +91,8 @@ impl Staging for SqliteStaging {
         operations: usize,
         parent: Option<i64>,
     ) -> Result<i64, StagingError> {
-        self.insert_batch(run_id, order_ids, operations, parent).await
+        self.insert_batch(run_id, order_ids, operations, parent)
+            .await
     }
     async fn record_outcomes(
         &self,

@@ -6,13 +6,15 @@
 mod backend;
 mod lease;
 mod orders;
+mod rerun;
 mod runs;
 mod sqlite;
 mod time;
 
 pub use lease::{LeaseError, LeaseInfo};
 pub use orders::{ChunkCounts, ClaimedOrder, FileRecord, FileStart, FileTotals, RecordedOutcome};
-pub use runs::{RunInfo, RunStart};
+pub use rerun::{RerunCandidate, RerunFilter};
+pub use runs::{os_user, RunInfo, RunStart};
 pub use sqlite::SqliteStaging;
 pub use time::{now_utc, to_db_time};
 
@@ -124,7 +126,21 @@ pub trait Staging: Send + Sync {
         limit: usize,
         max_attempts: u32,
         lease_secs: u64,
+        only: Option<&[i64]>,
     ) -> Result<Vec<ClaimedOrder>, StagingError>;
+    /// What `claim_orders` would take, without taking it (for `--dry-run`).
+    async fn peek_claimable(
+        &self,
+        limit: usize,
+        max_attempts: u32,
+    ) -> Result<Vec<ClaimedOrder>, StagingError>;
+    /// Put orders back to `pending` for a rerun, with a ledger event carrying `reason`.
+    async fn requeue_for_rerun(
+        &self,
+        run_id: i64,
+        order_ids: &[i64],
+        reason: &str,
+    ) -> Result<u64, StagingError>;
     async fn create_batch(
         &self,
         run_id: i64,

@@ -123,11 +123,16 @@ fn order_json(order: &Order, hash: &str) -> serde_json::Value {
 const CHUNK_IN: usize = 500;
 
 impl SqliteStaging {
-    pub(super) async fn select_file(&self, sha256: &str) -> Result<Option<FileRecord>, StagingError> {
-        let row = sqlx::query("SELECT id, path, channel, status, ingested_at FROM source_files WHERE sha256 = ?")
-            .bind(sha256)
-            .fetch_optional(&self.pool)
-            .await?;
+    pub(super) async fn select_file(
+        &self,
+        sha256: &str,
+    ) -> Result<Option<FileRecord>, StagingError> {
+        let row = sqlx::query(
+            "SELECT id, path, channel, status, ingested_at FROM source_files WHERE sha256 = ?",
+        )
+        .bind(sha256)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(|r| FileRecord {
             id: r.get("id"),
             path: r.get("path"),
@@ -137,7 +142,11 @@ impl SqliteStaging {
         }))
     }
 
-    pub(super) async fn insert_file(&self, f: &FileStart, run_id: i64) -> Result<i64, StagingError> {
+    pub(super) async fn insert_file(
+        &self,
+        f: &FileStart,
+        run_id: i64,
+    ) -> Result<i64, StagingError> {
         Ok(sqlx::query_scalar(
             "INSERT INTO source_files (sha256, path, channel, format, encoding, notes, size_bytes, status, run_id, ingested_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, 'reading', ?, ?) RETURNING id",
@@ -377,7 +386,11 @@ impl SqliteStaging {
         Ok(counts)
     }
 
-    pub(super) async fn requeue_dead_claims(&self, run_id: i64, token: &str) -> Result<u64, StagingError> {
+    pub(super) async fn requeue_dead_claims(
+        &self,
+        run_id: i64,
+        token: &str,
+    ) -> Result<u64, StagingError> {
         let now = now_utc();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -410,8 +423,10 @@ impl SqliteStaging {
         limit: usize,
         max_attempts: u32,
         lease_secs: u64,
+        only: Option<&[i64]>,
     ) -> Result<Vec<ClaimedOrder>, StagingError> {
         let now = now_utc();
+        let only_json = only.map(|ids| serde_json::to_string(ids).unwrap_or_default());
         let expires = to_db_time(chrono::Utc::now() + chrono::Duration::seconds(lease_secs as i64));
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(
@@ -420,6 +435,7 @@ impl SqliteStaging {
              WHERE id IN (SELECT id FROM staged_orders
                           WHERE status = 'pending'
                              OR (status = 'failed' AND retryable = 1 AND attempts < ? AND COALESCE(last_run_id, -1) != ?)
+                          AND (? IS NULL OR id IN (SELECT value FROM json_each(?)))
                           ORDER BY id LIMIT ?)
              RETURNING id, payload, attempts, retryable",
         )
@@ -429,6 +445,8 @@ impl SqliteStaging {
         .bind(&now)
         .bind(max_attempts as i64)
         .bind(run_id)
+        .bind(&only_json)
+        .bind(&only_json)
         .bind(limit as i64)
         .fetch_all(&mut *tx)
         .await?;
@@ -440,10 +458,18 @@ impl SqliteStaging {
             let order: Order = serde_json::from_str(&payload)
                 .map_err(|source| StagingError::Payload { id, source })?;
             // retryable = 1 means it came from `failed`; pending orders carry 0.
-            let from = if r.get::<i64, _>("retryable") == 1 { "failed" } else { "pending" };
+            let from = if r.get::<i64, _>("retryable") == 1 {
+                "failed"
+            } else {
+                "pending"
+            };
             let attempts: i64 = r.get("attempts");
             events.push(json!({"id": id, "from": from, "attempt": attempts}));
-            claimed.push(ClaimedOrder { id, order, attempts });
+            claimed.push(ClaimedOrder {
+                id,
+                order,
+                attempts,
+            });
         }
         if !events.is_empty() {
             sqlx::query(
@@ -460,6 +486,67 @@ impl SqliteStaging {
         }
         tx.commit().await?;
         Ok(claimed)
+    }
+
+    pub(super) async fn peek(
+        &self,
+        limit: usize,
+        max_attempts: u32,
+    ) -> Result<Vec<ClaimedOrder>, StagingError> {
+        let rows = sqlx::query(
+            "SELECT id, payload, attempts FROM staged_orders
+             WHERE status = 'pending' OR (status = 'failed' AND retryable = 1 AND attempts < ?)
+             ORDER BY id LIMIT ?",
+        )
+        .bind(max_attempts as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                let id: i64 = r.get("id");
+                let payload: String = r.get("payload");
+                let order = serde_json::from_str(&payload)
+                    .map_err(|source| StagingError::Payload { id, source })?;
+                Ok(ClaimedOrder {
+                    id,
+                    order,
+                    attempts: r.get("attempts"),
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn requeue(
+        &self,
+        run_id: i64,
+        order_ids: &[i64],
+        reason: &str,
+    ) -> Result<u64, StagingError> {
+        let now = now_utc();
+        let ids = serde_json::to_string(order_ids).unwrap_or_default();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO ledger (order_id, batch_id, run_id, at, from_status, to_status, error_code, message)
+             SELECT id, batch_id, ?, ?, status, 'pending', 'rerun', ? FROM staged_orders
+             WHERE id IN (SELECT value FROM json_each(?)) AND status IN ('failed', 'succeeded', 'pending')",
+        )
+        .bind(run_id)
+        .bind(&now)
+        .bind(reason)
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+        let r = sqlx::query(
+            "UPDATE staged_orders SET status = 'pending', attempts = 0, retryable = 0, updated_at = ?
+             WHERE id IN (SELECT value FROM json_each(?)) AND status IN ('failed', 'succeeded', 'pending')",
+        )
+        .bind(&now)
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected())
     }
 
     pub(super) async fn insert_batch(
@@ -481,11 +568,13 @@ impl SqliteStaging {
         .bind(now_utc())
         .fetch_one(&mut *tx)
         .await?;
-        sqlx::query("UPDATE staged_orders SET batch_id = ? WHERE id IN (SELECT value FROM json_each(?))")
-            .bind(id)
-            .bind(serde_json::to_string(order_ids).unwrap_or_default())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE staged_orders SET batch_id = ? WHERE id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(id)
+        .bind(serde_json::to_string(order_ids).unwrap_or_default())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -504,7 +593,12 @@ impl SqliteStaging {
                 OrderResult::Succeeded { dynamics_ref } => json!({
                     "id": o.order_id, "status": "succeeded", "retryable": 0, "http": null,
                     "code": null, "message": null, "ref": dynamics_ref }),
-                OrderResult::Failed { retryable, http_status, code, message } => json!({
+                OrderResult::Failed {
+                    retryable,
+                    http_status,
+                    code,
+                    message,
+                } => json!({
                     "id": o.order_id, "status": "failed", "retryable": *retryable as i64,
                     "http": http_status, "code": code, "message": message, "ref": null }),
             })

@@ -82,14 +82,16 @@ impl SqliteStaging {
         exit_code: u8,
         summary: &serde_json::Value,
     ) -> Result<(), StagingError> {
-        sqlx::query("UPDATE runs SET finished_at = ?, outcome = ?, exit_code = ?, summary = ? WHERE id = ?")
-            .bind(now_utc())
-            .bind(outcome)
-            .bind(exit_code as i64)
-            .bind(summary.to_string())
-            .bind(run_id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE runs SET finished_at = ?, outcome = ?, exit_code = ?, summary = ? WHERE id = ?",
+        )
+        .bind(now_utc())
+        .bind(outcome)
+        .bind(exit_code as i64)
+        .bind(summary.to_string())
+        .bind(run_id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }
