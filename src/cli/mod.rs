@@ -2,6 +2,7 @@
 
 mod config_cmd;
 mod ingest;
+pub mod report;
 pub mod telemetry;
 
 use crate::config::Config;
@@ -33,6 +34,8 @@ pub struct Cli {
 pub enum Command {
     /// Read order files (default: the configured inboxes) into staging.
     Ingest(ingest::IngestArgs),
+    /// What happened: orders by status, failures with hints, batches, one order's history.
+    Report(report::ReportArgs),
     /// Print or check the configuration.
     Config(config_cmd::ConfigArgs),
 }
@@ -81,6 +84,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     let ctx = Context::load(&cli)?;
     match cli.command {
         Command::Ingest(args) => ingest::run(&ctx, args).await,
+        Command::Report(args) => report::run(&ctx, args).await,
         Command::Config(_) => unreachable!("handled above"),
     }
 }
