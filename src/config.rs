@@ -287,8 +287,7 @@ impl Config {
             if ch.name.trim().is_empty() {
                 return Err(invalid(key("name"), "must not be empty"));
             }
-            if ch.name.contains(['.', ':', '/', '\'']) || ch.name.chars().any(char::is_whitespace)
-            {
+            if ch.name.contains(['.', ':', '/', '\'']) || ch.name.chars().any(char::is_whitespace) {
                 return Err(invalid(
                     key("name"),
                     format!(
@@ -413,17 +412,22 @@ const ENV_KEYS: &[(&str, Option<&str>, &str)] = &[
     ("TARGET_AUTHORITY", Some("target"), "authority"),
     ("TARGET_TENANT_ID", Some("target"), "tenant_id"),
     ("TARGET_CLIENT_ID", Some("target"), "client_id"),
-    ("TARGET_CLIENT_SECRET_FILE", Some("target"), "client_secret_file"),
+    (
+        "TARGET_CLIENT_SECRET_FILE",
+        Some("target"),
+        "client_secret_file",
+    ),
     ("TARGET_PRICE_LIST", Some("target"), "price_list"),
-    ("TARGET_DEFAULT_CUSTOMER", Some("target"), "default_customer"),
+    (
+        "TARGET_DEFAULT_CUSTOMER",
+        Some("target"),
+        "default_customer",
+    ),
     ("TARGET_CA_FILE", Some("target"), "ca_file"),
     ("TARGET_TIMEOUT_SECS", Some("target"), "timeout_secs"),
 ];
 
-fn apply_env(
-    table: &mut toml::Table,
-    env: &BTreeMap<String, String>,
-) -> Result<(), ConfigError> {
+fn apply_env(table: &mut toml::Table, env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
     for (suffix, section, key) in ENV_KEYS {
         let name = format!("ORDERLOAD_{suffix}");
         let Some(raw) = env.get(&name) else { continue };
@@ -523,7 +527,10 @@ mod tests {
     #[test]
     fn database_path_forms() {
         assert_eq!(database_path("sqlite://a/b.db"), PathBuf::from("a/b.db"));
-        assert_eq!(database_path("sqlite:///tmp/x.db"), PathBuf::from("/tmp/x.db"));
+        assert_eq!(
+            database_path("sqlite:///tmp/x.db"),
+            PathBuf::from("/tmp/x.db")
+        );
         assert_eq!(database_path("sqlite:c.db?mode=rwc"), PathBuf::from("c.db"));
     }
 }

@@ -248,7 +248,11 @@ async fn ingest_file(
                     .await?;
             }
             staging
-                .finish_file(file_id, &totals, Some((err.reason_code(), &err.to_string())))
+                .finish_file(
+                    file_id,
+                    &totals,
+                    Some((err.reason_code(), &err.to_string())),
+                )
                 .await?;
             out.status = "rejected".into();
             out.rows = totals.rows;
@@ -293,7 +297,9 @@ async fn ingest_file(
         if orders.is_empty() && rejected.is_empty() {
             continue;
         }
-        let counts = staging.stage_chunk(file_id, run_id, orders, rejected).await?;
+        let counts = staging
+            .stage_chunk(file_id, run_id, orders, rejected)
+            .await?;
         totals.rows_staged += counts.rows_staged;
         totals.rejected += counts.rejected;
         totals.orders_new += counts.new;

@@ -4,3 +4,6 @@
 mod common;
 mod emulator;
 mod ingest;
+mod operator;
+mod report;
+mod submit;

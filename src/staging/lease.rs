@@ -43,6 +43,16 @@ fn row_to_info(row: &sqlx::sqlite::SqliteRow) -> LeaseInfo {
     }
 }
 
+/// Whether a process with this pid runs on this host (a holder on this host that died need
+/// not wait for its lease to expire). Linux: `/proc/<pid>`; elsewhere assume alive.
+fn process_alive(pid: i64) -> bool {
+    if cfg!(target_os = "linux") {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        true
+    }
+}
+
 impl SqliteStaging {
     /// Take the lease. Returns the previous holder when a stale (expired) lease was taken over.
     pub(super) async fn take_lease(
@@ -64,12 +74,13 @@ impl SqliteStaging {
             .fetch_optional(&mut *tx)
             .await?
             .map(|r| row_to_info(&r));
+        let host = super::runs::host_name();
         if let Some(info) = &existing {
-            if info.expires_at > now_s && info.holder != holder {
+            let holder_dead = info.host == host && !process_alive(info.pid);
+            if info.expires_at > now_s && info.holder != holder && !holder_dead {
                 return Err(LeaseError::Held(info.clone()));
             }
         }
-        let host = super::runs::host_name();
         sqlx::query(
             "INSERT INTO lease (name, holder, run_id, host, pid, acquired_at, heartbeat_at, expires_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)

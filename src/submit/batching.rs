@@ -65,7 +65,12 @@ mod tests {
 
     #[test]
     fn splits_by_operations_before_order_count() {
-        let orders = vec![planned(1, 600), planned(2, 300), planned(3, 200), planned(4, 1)];
+        let orders = vec![
+            planned(1, 600),
+            planned(2, 300),
+            planned(3, 200),
+            planned(4, 1),
+        ];
         let (batches, too_big) = form_batches(orders, 50, 1000);
         assert!(too_big.is_empty());
         let ids: Vec<Vec<i64>> = batches

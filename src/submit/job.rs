@@ -22,6 +22,8 @@ pub struct SubmitOptions {
     pub lease_secs: u64,
     /// Recorded on each batch: the batch a rerun resubmits.
     pub parent_batch: Option<i64>,
+    /// Only these orders (a rerun); `None` = every claimable order.
+    pub only: Option<Vec<i64>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -107,6 +109,7 @@ pub async fn submit(
                 round,
                 options.max_attempts,
                 options.lease_secs,
+                options.only.as_deref(),
             )
             .await?;
         if claimed.is_empty() {
@@ -212,7 +215,12 @@ async fn spawn_batch(
         .create_batch(run_id, &order_ids, batch.operations, options.parent_batch)
         .await?;
     let target = target.clone();
-    let span = info_span!("batch", batch_id, orders = order_ids.len(), operations = batch.operations);
+    let span = info_span!(
+        "batch",
+        batch_id,
+        orders = order_ids.len(),
+        operations = batch.operations
+    );
     tasks.spawn(
         async move {
             let orders: Vec<PlannedOrder> = batch.orders;

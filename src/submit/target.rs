@@ -86,7 +86,8 @@ pub trait Target: Send + Sync {
     /// Send a batch; returns one outcome per order, in any order. Transient failures are
     /// retried inside (with backoff and the client-wide throttle) until the retry policy gives
     /// up, then reported as `Failed { retryable: true }`.
-    async fn submit_batch(&self, orders: &[PlannedOrder]) -> Result<Vec<OrderOutcome>, TargetError>;
+    async fn submit_batch(&self, orders: &[PlannedOrder])
+        -> Result<Vec<OrderOutcome>, TargetError>;
 
     /// How many batches may be in flight right now (adapts to throttling and `x-ms-dop-hint`).
     fn parallelism(&self) -> usize;
