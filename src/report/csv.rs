@@ -206,7 +206,7 @@ mod tests {
                 failed_at: "2024-05-01T00:00:00.000000Z".into(),
             }],
         });
-        let text = render(&report);
+        let text = super::render(&report);
         let mut r = ::csv::Reader::from_reader(text.as_bytes());
         let headers = r.headers().unwrap().clone();
         assert_eq!(&headers[0], "channel");

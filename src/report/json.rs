@@ -6,15 +6,16 @@ use super::Report;
 
 /// The report as pretty-printed JSON, ending with a newline.
 pub fn render(report: &Report) -> String {
-    let value = match report {
-        Report::Summary(s) => serde_json::to_value(s),
-        Report::Failed(f) => serde_json::to_value(f),
-        Report::Batch(b) => serde_json::to_value(b),
-        Report::Order(o) => serde_json::to_value(o),
-    }
+    // Serialized straight from the structs, so keys keep their declaration order.
+    let text = match report {
+        Report::Summary(s) => serde_json::to_string_pretty(s),
+        Report::Failed(f) => serde_json::to_string_pretty(f),
+        Report::Batch(b) => serde_json::to_string_pretty(b),
+        Report::Order(o) => serde_json::to_string_pretty(o),
+    };
     // The report types are plain structs of strings and numbers: serializing cannot fail.
-    .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }));
-    let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
+    let mut text =
+        text.unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }).to_string());
     text.push('\n');
     text
 }

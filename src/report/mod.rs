@@ -146,20 +146,23 @@ pub struct ListCount {
 /// The default report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
-    pub generated_at: String,
-    pub scope: Scope,
     pub orders: StatusCounts,
-    pub channels: Vec<ChannelCounts>,
-    pub runs: Vec<RunRow>,
-    pub runs_count: ListCount,
     pub rejected_rows: i64,
-    pub rejected_by_reason: Vec<ReasonCount>,
     pub files: Vec<FileRow>,
+    /// The most recent [`RECENT_BATCHES`]; `batches_count` says how many there are.
     pub batches: Vec<BatchRow>,
-    pub batches_count: ListCount,
+    /// Every failed order in scope (the table format shows the first few).
     pub failed_orders: Vec<FailedOrder>,
     pub reconciliation: Reconciliation,
+    pub channels: Vec<ChannelCounts>,
+    /// The most recent [`RECENT_RUNS`]; `runs_count` says how many there are.
+    pub runs: Vec<RunRow>,
+    pub runs_count: ListCount,
+    pub batches_count: ListCount,
+    pub rejected_by_reason: Vec<ReasonCount>,
     pub lease: Option<LeaseInfo>,
+    pub scope: Scope,
+    pub generated_at: String,
 }
 
 /// Failed orders of one error kind, for the `--failed` overview.

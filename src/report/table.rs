@@ -34,11 +34,14 @@ enum Align {
 struct Table {
     headers: Vec<&'static str>,
     align: Vec<Align>,
+    /// Columns cut first when the table is too wide (messages, notes).
+    flexible: Vec<bool>,
     rows: Vec<Vec<String>>,
 }
 
 impl Table {
-    /// Columns whose header ends with `>` are right-aligned (the `>` is not shown).
+    /// A header ending with `>` makes a right-aligned column; one ending with `~` a column
+    /// cut first when the table is too wide. The marks are not shown.
     fn new(headers: &[&'static str]) -> Self {
         Self {
             align: headers
@@ -51,7 +54,11 @@ impl Table {
                     }
                 })
                 .collect(),
-            headers: headers.iter().map(|h| h.trim_end_matches('>')).collect(),
+            flexible: headers.iter().map(|h| h.ends_with('~')).collect(),
+            headers: headers
+                .iter()
+                .map(|h| h.trim_end_matches(['>', '~']))
+                .collect(),
             rows: Vec::new(),
         }
     }
@@ -70,34 +77,42 @@ impl Table {
                 widths[i] = widths[i].max(width(c));
             }
         }
-        let mins: Vec<usize> = self.headers.iter().map(|h| width(h).max(3)).collect();
         let budget = WIDTH - indent;
-        // Narrow the widest column until the table fits (or nothing can shrink any more).
-        loop {
-            let total: usize = widths.iter().sum::<usize>() + GAP * n.saturating_sub(1);
-            if total <= budget {
-                break;
+        let total = |w: &[usize]| w.iter().sum::<usize>() + GAP * n.saturating_sub(1);
+        // Narrow the widest column until the table fits: first the flexible columns (down to
+        // 12 characters), then any column (down to its header, at least 3 characters).
+        for flexible_only in [true, false] {
+            let mins: Vec<usize> = (0..n)
+                .map(|i| {
+                    let header = width(self.headers[i]).max(3);
+                    match (flexible_only, self.flexible[i]) {
+                        (true, true) => header.max(12),
+                        (true, false) => usize::MAX,
+                        (false, _) => header,
+                    }
+                })
+                .collect();
+            while total(&widths) > budget {
+                let Some((i, _)) = widths
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, w)| **w > mins[*i])
+                    .max_by_key(|(_, w)| **w)
+                else {
+                    break;
+                };
+                let excess = total(&widths) - budget;
+                // Toward the next widest shrinkable column in one step, not one per loop.
+                let next = widths
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, w)| *j != i && **w > mins[*j])
+                    .map(|(_, w)| *w)
+                    .max()
+                    .unwrap_or(0)
+                    .max(mins[i]);
+                widths[i] -= (widths[i] - next).clamp(1, excess);
             }
-            let Some((i, _)) = widths
-                .iter()
-                .enumerate()
-                .filter(|(i, w)| **w > mins[*i])
-                .max_by_key(|(_, w)| **w)
-            else {
-                break;
-            };
-            let excess = total - budget;
-            // Shrink the widest column toward the next widest in one step, not one per loop.
-            let next = widths
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(_, w)| *w)
-                .max()
-                .unwrap_or(0)
-                .max(mins[i]);
-            let step = (widths[i] - next).clamp(1, excess);
-            widths[i] -= step;
         }
         let line = |cells: &[String], out: &mut String| {
             let mut s = " ".repeat(indent);
@@ -162,7 +177,7 @@ fn cut(s: &str, max: usize) -> String {
 fn wrap(out: &mut String, first: &str, indent: usize, text: &str) {
     let text = clean(text);
     let mut line = first.to_string();
-    let mut empty = true;
+    let mut empty = first.trim().is_empty();
     for word in text.split(' ').filter(|w| !w.is_empty()) {
         let word = cut(word, WIDTH - indent);
         if !empty && width(&line) + 1 + width(&word) > WIDTH {
@@ -230,7 +245,10 @@ pub fn reconciliation_text(r: &Reconciliation) -> Vec<String> {
         r.orders_total, r.pending, r.in_flight, r.succeeded, r.failed
     );
     if r.balanced {
-        return vec![format!("Reconciliation: balanced — {rows}; {orders}")];
+        return vec![
+            format!("Reconciliation: balanced — {rows};"),
+            format!("  {orders}"),
+        ];
     }
     let mut problems = Vec::new();
     let accounted = r.rows_staged + r.rows_rejected;
@@ -308,7 +326,7 @@ fn failed_table(orders: &[FailedOrder]) -> Table {
         "http>",
         "retry",
         "failed at",
-        "message",
+        "message~",
     ]);
     for o in orders {
         t.row(vec![
@@ -365,8 +383,9 @@ fn summary(s: &Summary) -> String {
     t.render(&mut out, 2);
 
     out.push('\n');
-    for line in reconciliation_text(&s.reconciliation) {
-        wrap(&mut out, "", 4, &line);
+    for (i, line) in reconciliation_text(&s.reconciliation).iter().enumerate() {
+        let first = if i == 0 { "" } else { "  " };
+        wrap(&mut out, first, 4, line.trim_start());
     }
     out.push_str(&cut(&lease_text(&s.lease), WIDTH));
     out.push('\n');
@@ -382,7 +401,7 @@ fn summary(s: &Summary) -> String {
         out.push_str("  none\n");
     } else {
         let mut t = Table::new(&[
-            "run>", "command", "started", "finished", "outcome", "exit>", "counts",
+            "run>", "command", "started", "finished", "outcome", "exit>", "counts~",
         ]);
         for r in &s.runs {
             t.row(vec![
@@ -416,7 +435,7 @@ fn summary(s: &Summary) -> String {
             "orders>",
             "encoding",
             "sha256",
-            "notes",
+            "notes~",
         ]);
         for f in s.files.iter().take(SUMMARY_FILE_ROWS) {
             let mut notes = f.notes.join("; ");
@@ -529,7 +548,7 @@ fn failed(f: &FailedReport) -> String {
         };
         let plural = if g.count == 1 { "order" } else { "orders" };
         wrap(&mut out, "  ", 4, &format!("{kind}, {} {plural}:", g.count));
-        wrap(&mut out, "   ", 4, &g.hint);
+        wrap(&mut out, "    ", 4, &g.hint);
     }
     heading(&mut out, "Orders (most recent failure first)");
     failed_table(&f.failed_orders).render(&mut out, 2);
@@ -568,7 +587,7 @@ fn batch(b: &BatchReport) -> String {
     );
     heading(&mut out, &format!("Orders ({})", b.orders.len()));
     let mut t = Table::new(&[
-        "channel", "order", "in batch", "http>", "error", "now", "tries>", "message",
+        "channel", "order", "in batch", "http>", "error", "now", "tries>", "message~",
     ]);
     for o in &b.orders {
         t.row(vec![
@@ -619,7 +638,7 @@ fn order(h: &OrderHistory) -> String {
         "",
         2,
         &format!(
-            "Dynamics key: {}   record: {}",
+            "Dynamics key: {}; record: {}",
             h.dynamics_key,
             h.dynamics_ref.as_deref().unwrap_or("not stored yet")
         ),
@@ -629,12 +648,20 @@ fn order(h: &OrderHistory) -> String {
         "",
         2,
         &format!(
-            "Content: created {}, {} {}, {} line{}; staged {} UTC, last change {} UTC",
+            "Content: created {}, {} {}, {} line{}",
             h.order.created_at,
             h.order.currency,
             h.order.total.as_deref().unwrap_or("(no total)"),
             h.order.lines,
             if h.order.lines == 1 { "" } else { "s" },
+        ),
+    );
+    wrap(
+        &mut out,
+        "",
+        2,
+        &format!(
+            "Staged {} UTC, last change {} UTC",
             time(&h.staged_at),
             time(&h.updated_at)
         ),
@@ -643,7 +670,7 @@ fn order(h: &OrderHistory) -> String {
         wrap(
             &mut out,
             &format!(
-                "Last error: {} {} —",
+                "Last error: {} {}:",
                 opt(&h.http_status),
                 opt(&h.error_code)
             ),
@@ -691,7 +718,7 @@ fn order(h: &OrderHistory) -> String {
 
     heading(&mut out, &format!("History ({} events)", h.events.len()));
     let mut t = Table::new(&[
-        "at", "change", "batch>", "run>", "http>", "error", "message",
+        "at", "change", "batch>", "run>", "http>", "error", "message~",
     ]);
     for e in &h.events {
         t.row(vec![
@@ -720,7 +747,7 @@ mod tests {
 
     #[test]
     fn long_cells_are_cut_with_an_ellipsis_and_lines_fit() {
-        let mut t = Table::new(&["name", "n>", "message"]);
+        let mut t = Table::new(&["name", "n>", "message~"]);
         t.row(vec!["a".into(), "7".into(), "x".repeat(300)]);
         t.row(vec!["bb\nb".into(), "12345".into(), "short".into()]);
         let mut out = String::new();
@@ -757,7 +784,11 @@ mod tests {
         }
         .compute();
         let lines = reconciliation_text(&ok);
-        assert_eq!(lines.len(), 1);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(
+            lines[1],
+            "  5 orders = 0 pending + 0 in flight + 5 succeeded + 0 failed"
+        );
         assert!(
             lines[0].starts_with("Reconciliation: balanced — 10 rows read = 8"),
             "{lines:?}"
