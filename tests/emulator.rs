@@ -321,6 +321,8 @@ async fn whoami_and_dop_hint() {
             "{field}"
         );
     }
+    // Clients call functions with parentheses, too.
+    assert_eq!(emu.get("WhoAmI()").await.status, 200);
     // Errors carry the header and the documented shape and content type too.
     let missing = emu.get("nosuchtable").await;
     assert_eq!(missing.status, 404);

@@ -86,7 +86,10 @@ pub fn parse_path(path: &str) -> ApiResult<Vec<Segment>> {
                 return Err(bad_key_syntax(path));
             }
             let inner: String = chars[open + 1..i].iter().collect();
-            key = Some(parse_key_predicate(&inner).ok_or_else(|| bad_key_syntax(path))?);
+            // `WhoAmI()`: a function call without parameters, not a key.
+            if !inner.trim().is_empty() {
+                key = Some(parse_key_predicate(&inner).ok_or_else(|| bad_key_syntax(path))?);
+            }
             i += 1;
         }
         if i < chars.len() {
