@@ -87,6 +87,19 @@ fn money0(rec: &Record, column: &str) -> Result<Decimal, Problem> {
 pub(crate) fn check_field_count(rec: &Record) -> Result<(), Problem> {
     let expected = rec.columns.len();
     let found = rec.fields.len();
+    let unnamed_value = rec
+        .columns
+        .names
+        .iter()
+        .zip(rec.fields.iter())
+        .find(|(n, v)| n.is_empty() && !v.trim().is_empty());
+    if let Some((_, v)) = unnamed_value {
+        return Err(Problem::new(
+            "",
+            "ragged_row",
+            format!("value {v:?} under an unnamed header column; fields may be shifted"),
+        ));
+    }
     if found == expected {
         return Ok(());
     }

@@ -245,4 +245,4 @@ impl RowAdapter for Mapped {
 
 #[cfg(test)]
 #[path = "mapped_csv_tests.rs"]
-mod tests;
+pub(crate) mod tests;
