@@ -315,7 +315,18 @@ impl Config {
                     .map_err(|e| invalid(key("currency"), e.to_string()))?;
             }
             if ch.format == Some(Format::Csv) {
-                for required in ["external_id", "quantity", "unit_price"] {
+                for field in ch.mapping.keys() {
+                    if !crate::channels::mapped_csv::FIELDS.contains(&field.as_str()) {
+                        return Err(invalid(
+                            format!("channel[{i}].mapping.{field}"),
+                            format!(
+                                "unknown canonical field; expected one of: {}",
+                                crate::channels::mapped_csv::FIELDS.join(", ")
+                            ),
+                        ));
+                    }
+                }
+                for required in ["external_id", "created_at", "quantity", "unit_price"] {
                     if !ch.mapping.contains_key(required) {
                         return Err(invalid(
                             key("mapping"),

@@ -15,14 +15,14 @@ pub struct DemoArgs {
 }
 
 /// The sample exports, embedded so the demo works from any folder.
-const SAMPLES: &[(&str, &str, &str)] = &[
-    ("shopify", "orders_export.csv", include_str!("../../sample_data/shopify/orders_export.csv")),
-    ("amazon", "all-orders.txt", include_str!("../../sample_data/amazon/all-orders.txt")),
-    ("amazon", "unshipped-us.txt", include_str!("../../sample_data/amazon/unshipped-us.txt")),
-    ("woocommerce", "orders.csv", include_str!("../../sample_data/woocommerce/orders.csv")),
-    ("woocommerce", "orders-excel-semicolon.csv", include_str!("../../sample_data/woocommerce/orders-excel-semicolon.csv")),
-    ("woocommerce", "orders.json", include_str!("../../sample_data/woocommerce/orders.json")),
-    ("csv", "marketplace.csv", include_str!("../../sample_data/csv/marketplace.csv")),
+const SAMPLES: &[(&str, &str, &[u8])] = &[
+    ("shopify", "orders_export.csv", include_bytes!("../../sample_data/shopify/orders_export.csv")),
+    ("amazon", "all-orders.txt", include_bytes!("../../sample_data/amazon/all-orders.txt")),
+    ("amazon", "unshipped-us.txt", include_bytes!("../../sample_data/amazon/unshipped-us.txt")),
+    ("woocommerce", "orders.csv", include_bytes!("../../sample_data/woocommerce/orders.csv")),
+    ("woocommerce", "orders-excel-semicolon.csv", include_bytes!("../../sample_data/woocommerce/orders-excel-semicolon.csv")),
+    ("woocommerce", "orders.json", include_bytes!("../../sample_data/woocommerce/orders.json")),
+    ("csv", "marketplace.csv", include_bytes!("../../sample_data/csv/marketplace.csv")),
 ];
 
 /// The `csv` channel's column mapping for `sample_data/csv/marketplace.csv`.
@@ -94,7 +94,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
     .await?;
 
     println!("\n== 2. the morning report (orderload report)\n");
-    super::report::run(&ctx, Default::default()).await?;
+    #[derive(clap::Parser)]
+    struct ReportOnly {
+        #[command(flatten)]
+        args: super::report::ReportArgs,
+    }
+    let report = <ReportOnly as clap::Parser>::parse_from(["report"]).args;
+    super::report::run(&ctx, report).await?;
 
     let state = emulator.state().await;
     println!(

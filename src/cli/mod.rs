@@ -1,8 +1,14 @@
 //! The command line: one file per subcommand, each with its arguments and a `run`.
 
 mod config_cmd;
+mod demo;
+pub mod emulator;
 mod ingest;
+mod metrics;
 pub mod report;
+mod rerun;
+mod run;
+mod submit;
 pub mod telemetry;
 
 use crate::config::Config;
@@ -34,8 +40,18 @@ pub struct Cli {
 pub enum Command {
     /// Read order files (default: the configured inboxes) into staging.
     Ingest(ingest::IngestArgs),
+    /// Send pending (and retryable failed) orders to Dynamics 365 in batches.
+    Submit(submit::SubmitArgs),
+    /// The nightly job: ingest the inboxes, submit, print a summary.
+    Run(run::RunArgs),
+    /// Resubmit failed orders by batch, filter or order; --dry-run prints the plan only.
+    Rerun(rerun::RerunArgs),
     /// What happened: orders by status, failures with hints, batches, one order's history.
     Report(report::ReportArgs),
+    /// Serve a local Dataverse Web API emulator to rehearse against.
+    Emulator(emulator::EmulatorArgs),
+    /// Emulator + sample data + run + report, in one go.
+    Demo(demo::DemoArgs),
     /// Print or check the configuration.
     Config(config_cmd::ConfigArgs),
 }
@@ -78,14 +94,23 @@ impl Context {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
-    if let Command::Config(args) = &cli.command {
-        return config_cmd::run(&cli, args);
+    // Commands that need no configuration.
+    match cli.command {
+        Command::Config(ref args) => return config_cmd::run(&cli, args),
+        Command::Emulator(args) => return emulator::run(args).await,
+        Command::Demo(args) => return demo::run(args).await,
+        _ => {}
     }
     let ctx = Context::load(&cli)?;
     match cli.command {
         Command::Ingest(args) => ingest::run(&ctx, args).await,
+        Command::Submit(args) => submit::run(&ctx, args).await,
+        Command::Run(args) => run::run(&ctx, args).await,
+        Command::Rerun(args) => rerun::run(&ctx, args).await,
         Command::Report(args) => report::run(&ctx, args).await,
-        Command::Config(_) => unreachable!("handled above"),
+        Command::Config(_) | Command::Emulator(_) | Command::Demo(_) => {
+            unreachable!("handled above")
+        }
     }
 }
 

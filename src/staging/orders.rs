@@ -630,7 +630,7 @@ impl SqliteStaging {
                     batch_id = COALESCE(?, o.batch_id), claim_token = NULL, claim_expires_at = NULL, updated_at = ?
              FROM json_each(?) AS j
              WHERE o.id = json_extract(j.value, '$.id') AND o.status = 'in_flight' AND o.claim_token = ?
-             RETURNING o.status",
+             RETURNING status",
         )
         .bind(batch_id)
         .bind(&now)
