@@ -58,12 +58,14 @@ async fn a_clean_run_stores_every_order_and_line_exactly_once() {
 async fn injected_5xx_and_dropped_connections_lose_nothing_and_duplicate_nothing() {
     let emu = emulator(|c| {
         c.fail_rate = 0.25;
-        c.drop_rate = 0.25;
+        c.drop_rate = 0.3;
         c.seed = 7;
     })
     .await;
     let ws = Workspace::new();
     ws.write_config(Some(&emu.base_url), SHOP);
+    let cfg = std::fs::read_to_string(ws.config_path()).unwrap().replace("batch_size = 10", "batch_size = 2");
+    std::fs::write(ws.config_path(), cfg).unwrap();
     ingest(&ws, &shopify_csv(40, 2, "F"));
     let out = run_async(&ws, &["submit"]).await;
     assert!(matches!(out.status.code(), Some(0) | Some(3)), "{}", stderr(&out));
@@ -168,7 +170,15 @@ async fn sigkill_mid_submit_then_rerun_recovers_without_duplicates() {
     std::fs::write(ws.config_path(), cfg).unwrap();
     ingest(&ws, &shopify_csv(30, 2, "X"));
     let mut child = ws.cmd().arg("submit").spawn().unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    // Kill it once some orders have succeeded and others are in flight.
+    for _ in 0..200 {
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        if ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE status = 'succeeded'") > 0
+            && ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE status = 'in_flight'") > 0
+        {
+            break;
+        }
+    }
     child.kill().unwrap();
     child.wait().unwrap();
     let in_flight = ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE status = 'in_flight'");

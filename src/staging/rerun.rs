@@ -110,17 +110,11 @@ impl SqliteStaging {
                 "pending" => (true, "pending: not sent yet; sent with this rerun".to_string()),
                 "succeeded" if filter.include_succeeded => (
                     true,
-                    format!(
-                        "succeeded as {}; sent again as an update (--include-succeeded)",
-                        dynamics_ref.as_deref().unwrap_or("?")
-                    ),
+                    "succeeded; sent again as an update (--include-succeeded)".to_string(),
                 ),
                 "succeeded" => (
                     false,
-                    format!(
-                        "already succeeded as {}; add --include-succeeded to send it again",
-                        dynamics_ref.as_deref().unwrap_or("?")
-                    ),
+                    "already succeeded; add --include-succeeded to send it again".to_string(),
                 ),
                 _ => (false, "in flight in another run; left alone".to_string()),
             };
