@@ -247,8 +247,9 @@ impl SqliteStaging {
         }
 
         // Which of these orders exist already?
-        let mut existing: HashMap<(String, String), (i64, String, String, Option<i64>)> =
-            HashMap::new();
+        // (channel, external_id) → (id, content hash, status, source file)
+        type Existing = (i64, String, String, Option<i64>);
+        let mut existing: HashMap<(String, String), Existing> = HashMap::new();
         let mut by_channel: HashMap<&str, Vec<&str>> = HashMap::new();
         for o in &merged {
             by_channel
