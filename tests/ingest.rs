@@ -14,7 +14,10 @@ fn generated_shopify_file_is_staged_with_exact_counts() {
     let out = ws.run(&["ingest", "--channel", "shop", file.to_str().unwrap()]);
     assert_code(&out, 0);
     assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders"), 40);
-    assert_eq!(ws.query_i64("SELECT SUM(line_count) FROM staged_orders"), 120);
+    assert_eq!(
+        ws.query_i64("SELECT SUM(line_count) FROM staged_orders"),
+        120
+    );
     assert_eq!(ws.query_i64("SELECT rows FROM source_files"), 120);
     assert_eq!(ws.query_i64("SELECT rows_staged FROM source_files"), 120);
     assert_eq!(ws.query_i64("SELECT COUNT(*) FROM rejected_rows"), 0);
@@ -28,10 +31,18 @@ fn generated_shopify_file_is_staged_with_exact_counts() {
         vec!["2025-03-01T09:00:00.000000Z"]
     );
     // The postal code keeps its leading zero and loses the protective apostrophe.
-    let payload = ws.query_strings("SELECT payload FROM staged_orders WHERE external_id = '#A1000'");
-    assert!(payload[0].contains("\"postal_code\":\"02134\""), "{}", payload[0]);
+    let payload =
+        ws.query_strings("SELECT payload FROM staged_orders WHERE external_id = '#A1000'");
+    assert!(
+        payload[0].contains("\"postal_code\":\"02134\""),
+        "{}",
+        payload[0]
+    );
     // Every new order has its ledger event.
-    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM ledger WHERE to_status = 'pending'"), 40);
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM ledger WHERE to_status = 'pending'"),
+        40
+    );
     let summary = stdout(&out);
     assert!(summary.contains("orders staged: 40"), "{summary}");
 }
@@ -41,7 +52,10 @@ fn the_same_file_twice_is_a_duplicate_and_stages_nothing() {
     let ws = Workspace::new();
     channel_config(&ws);
     let file = ws.write_file("in/a.csv", &shopify_csv(5, 2, "D"));
-    assert_code(&ws.run(&["ingest", "--channel", "shop", file.to_str().unwrap()]), 0);
+    assert_code(
+        &ws.run(&["ingest", "--channel", "shop", file.to_str().unwrap()]),
+        0,
+    );
     let copy = ws.write_file("in/copy-of-a.csv", &shopify_csv(5, 2, "D"));
     let out = ws.run(&["ingest", "--channel", "shop", copy.to_str().unwrap()]);
     assert_code(&out, 0);
@@ -56,17 +70,31 @@ fn a_changed_order_is_updated_and_an_unchanged_one_is_a_no_op() {
     let ws = Workspace::new();
     channel_config(&ws);
     let first = ws.write_file("in/1.csv", &shopify_csv(3, 1, "C"));
-    assert_code(&ws.run(&["ingest", "--channel", "shop", first.to_str().unwrap()]), 0);
+    assert_code(
+        &ws.run(&["ingest", "--channel", "shop", first.to_str().unwrap()]),
+        0,
+    );
     // Same orders; one gets another line price.
     let changed = shopify_csv(3, 1, "C").replacen("Tee 0,10.00", "Tee 0,12.00", 1);
     let second = ws.write_file("in/2.csv", &changed);
     let out = ws.run(&["ingest", "--channel", "shop", second.to_str().unwrap()]);
     assert_code(&out, 0);
-    assert_eq!(ws.query_i64("SELECT orders_updated FROM source_files WHERE id = 2"), 1);
-    assert_eq!(ws.query_i64("SELECT orders_unchanged FROM source_files WHERE id = 2"), 2);
+    assert_eq!(
+        ws.query_i64("SELECT orders_updated FROM source_files WHERE id = 2"),
+        1
+    );
+    assert_eq!(
+        ws.query_i64("SELECT orders_unchanged FROM source_files WHERE id = 2"),
+        2
+    );
     assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders"), 3);
-    let payload = ws.query_strings("SELECT payload FROM staged_orders WHERE external_id = '#C1000'");
-    assert!(payload[0].contains("\"unit_price\":\"12.00\""), "{}", payload[0]);
+    let payload =
+        ws.query_strings("SELECT payload FROM staged_orders WHERE external_id = '#C1000'");
+    assert!(
+        payload[0].contains("\"unit_price\":\"12.00\""),
+        "{}",
+        payload[0]
+    );
 }
 
 #[test]
@@ -74,19 +102,28 @@ fn a_succeeded_order_whose_content_changed_goes_back_to_pending() {
     let ws = Workspace::new();
     channel_config(&ws);
     let first = ws.write_file("in/1.csv", &shopify_csv(2, 1, "S"));
-    assert_code(&ws.run(&["ingest", "--channel", "shop", first.to_str().unwrap()]), 0);
+    assert_code(
+        &ws.run(&["ingest", "--channel", "shop", first.to_str().unwrap()]),
+        0,
+    );
     let conn = rusqlite::Connection::open(ws.db_path()).unwrap();
-    conn.execute("UPDATE staged_orders SET status = 'succeeded'", []).unwrap();
+    conn.execute("UPDATE staged_orders SET status = 'succeeded'", [])
+        .unwrap();
     drop(conn);
     let changed = shopify_csv(2, 1, "S").replacen("Tee 0,10.00", "Tee 0,11.00", 1);
     let second = ws.write_file("in/2.csv", &changed);
-    assert_code(&ws.run(&["ingest", "--channel", "shop", second.to_str().unwrap()]), 0);
+    assert_code(
+        &ws.run(&["ingest", "--channel", "shop", second.to_str().unwrap()]),
+        0,
+    );
     assert_eq!(
         ws.query_strings("SELECT status FROM staged_orders ORDER BY external_id"),
         vec!["pending", "succeeded"]
     );
     assert_eq!(
-        ws.query_i64("SELECT COUNT(*) FROM ledger WHERE from_status = 'succeeded' AND to_status = 'pending'"),
+        ws.query_i64(
+            "SELECT COUNT(*) FROM ledger WHERE from_status = 'succeeded' AND to_status = 'pending'"
+        ),
         1
     );
 }
@@ -96,19 +133,33 @@ fn a_bad_file_does_not_stop_the_others_and_accounting_balances() {
     let ws = Workspace::new();
     ws.write_config(None, "");
     ws.write_file("in/1-good.csv", &shopify_csv(4, 2, "G"));
-    ws.write_file("in/2-garbage.csv", "this is not,an order export\nat all,really\n");
+    ws.write_file(
+        "in/2-garbage.csv",
+        "this is not,an order export\nat all,really\n",
+    );
     let mut bad_rows = shopify_csv(3, 1, "B");
     bad_rows = bad_rows.replacen("Tee 0,10.00", "Tee 0,ten dollars", 1);
     ws.write_file("in/3-bad-row.csv", &bad_rows);
-    let out = ws.run(&["ingest", "--channel", "mixed", ws.path().join("in").to_str().unwrap()]);
+    let out = ws.run(&[
+        "ingest",
+        "--channel",
+        "mixed",
+        ws.path().join("in").to_str().unwrap(),
+    ]);
     assert_code(&out, 3);
     assert_eq!(ws.query_i64("SELECT COUNT(*) FROM source_files"), 3);
     assert_eq!(
         ws.query_strings("SELECT status FROM source_files ORDER BY path"),
         vec!["ingested", "rejected", "ingested"]
     );
-    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE external_id LIKE '#G%'"), 4);
-    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE external_id LIKE '#B%'"), 2);
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE external_id LIKE '#G%'"),
+        4
+    );
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE external_id LIKE '#B%'"),
+        2
+    );
     // Every file balances: rows = staged + rejected.
     assert_eq!(
         ws.query_i64("SELECT COUNT(*) FROM source_files WHERE rows != rows_staged + rejected"),
@@ -124,7 +175,11 @@ fn a_bad_file_does_not_stop_the_others_and_accounting_balances() {
         "SELECT column_name || '|' || reason_code || '|' || raw FROM rejected_rows r JOIN source_files f ON f.id = r.source_file_id WHERE f.path LIKE '%bad-row%'",
     );
     assert_eq!(reason.len(), 1);
-    assert!(reason[0].starts_with("Lineitem price|bad_decimal|#B1000,"), "{}", reason[0]);
+    assert!(
+        reason[0].starts_with("Lineitem price|bad_decimal|#B1000,"),
+        "{}",
+        reason[0]
+    );
 }
 
 #[test]
@@ -133,8 +188,15 @@ fn the_database_file_is_private() {
     let ws = Workspace::new();
     channel_config(&ws);
     let file = ws.write_file("in/orders.csv", &shopify_csv(1, 1, "P"));
-    assert_code(&ws.run(&["ingest", "--channel", "shop", file.to_str().unwrap()]), 0);
-    let mode = std::fs::metadata(ws.db_path()).unwrap().permissions().mode() & 0o777;
+    assert_code(
+        &ws.run(&["ingest", "--channel", "shop", file.to_str().unwrap()]),
+        0,
+    );
+    let mode = std::fs::metadata(ws.db_path())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
 }
 
@@ -145,7 +207,10 @@ fn an_invalid_configuration_exits_1_naming_the_key() {
     let out = ws.run(&["ingest", "--channel", "x"]);
     assert_code(&out, 1);
     let err = stderr(&out);
-    assert!(err.contains("shopfy") && err.contains("orderload.toml"), "{err}");
+    assert!(
+        err.contains("shopfy") && err.contains("orderload.toml"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -156,7 +221,11 @@ fn the_example_configuration_is_valid() {
     std::fs::write(ws.config_path(), stdout(&out)).unwrap();
     let check = ws.run(&["config", "check"]);
     assert_code(&check, 0);
-    assert!(stdout(&check).contains("4 channel(s)"), "{}", stdout(&check));
+    assert!(
+        stdout(&check).contains("4 channel(s)"),
+        "{}",
+        stdout(&check)
+    );
 }
 
 #[test]
@@ -169,15 +238,22 @@ fn inbox_files_are_archived_and_unsettled_files_are_left() {
             ws.path().display()
         ),
     );
-    let cfg = std::fs::read_to_string(ws.config_path()).unwrap().replace("settle_secs = 0", "settle_secs = 3600");
+    let cfg = std::fs::read_to_string(ws.config_path())
+        .unwrap()
+        .replace("settle_secs = 0", "settle_secs = 3600");
     std::fs::write(ws.config_path(), cfg).unwrap();
     ws.write_file("inbox/fresh.csv", &shopify_csv(1, 1, "F"));
     let out = ws.run(&["ingest"]);
     assert_code(&out, 0);
-    assert!(ws.path().join("inbox/fresh.csv").exists(), "a file still being written is left alone");
+    assert!(
+        ws.path().join("inbox/fresh.csv").exists(),
+        "a file still being written is left alone"
+    );
     assert_eq!(ws.query_i64("SELECT COUNT(*) FROM source_files"), 0);
 
-    let cfg = std::fs::read_to_string(ws.config_path()).unwrap().replace("settle_secs = 3600", "settle_secs = 0");
+    let cfg = std::fs::read_to_string(ws.config_path())
+        .unwrap()
+        .replace("settle_secs = 3600", "settle_secs = 0");
     std::fs::write(ws.config_path(), cfg).unwrap();
     assert_code(&ws.run(&["ingest"]), 0);
     assert!(!ws.path().join("inbox/fresh.csv").exists());

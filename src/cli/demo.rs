@@ -16,13 +16,41 @@ pub struct DemoArgs {
 
 /// The sample exports, embedded so the demo works from any folder.
 const SAMPLES: &[(&str, &str, &[u8])] = &[
-    ("shopify", "orders_export.csv", include_bytes!("../../sample_data/shopify/orders_export.csv")),
-    ("amazon", "all-orders.txt", include_bytes!("../../sample_data/amazon/all-orders.txt")),
-    ("amazon", "unshipped-us.txt", include_bytes!("../../sample_data/amazon/unshipped-us.txt")),
-    ("woocommerce", "orders.csv", include_bytes!("../../sample_data/woocommerce/orders.csv")),
-    ("woocommerce", "orders-excel-semicolon.csv", include_bytes!("../../sample_data/woocommerce/orders-excel-semicolon.csv")),
-    ("woocommerce", "orders.json", include_bytes!("../../sample_data/woocommerce/orders.json")),
-    ("csv", "marketplace.csv", include_bytes!("../../sample_data/csv/marketplace.csv")),
+    (
+        "shopify",
+        "orders_export.csv",
+        include_bytes!("../../sample_data/shopify/orders_export.csv"),
+    ),
+    (
+        "amazon",
+        "all-orders.txt",
+        include_bytes!("../../sample_data/amazon/all-orders.txt"),
+    ),
+    (
+        "amazon",
+        "unshipped-us.txt",
+        include_bytes!("../../sample_data/amazon/unshipped-us.txt"),
+    ),
+    (
+        "woocommerce",
+        "orders.csv",
+        include_bytes!("../../sample_data/woocommerce/orders.csv"),
+    ),
+    (
+        "woocommerce",
+        "orders-excel-semicolon.csv",
+        include_bytes!("../../sample_data/woocommerce/orders-excel-semicolon.csv"),
+    ),
+    (
+        "woocommerce",
+        "orders.json",
+        include_bytes!("../../sample_data/woocommerce/orders.json"),
+    ),
+    (
+        "csv",
+        "marketplace.csv",
+        include_bytes!("../../sample_data/csv/marketplace.csv"),
+    ),
 ];
 
 /// The `csv` channel's column mapping for `sample_data/csv/marketplace.csv`.
@@ -48,7 +76,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
     eprintln!("orderload demo: starting the Dataverse emulator on a free loopback port ...");
     let emulator = crate::emulator::start(crate::emulator::EmulatorConfig::default()).await?;
     let secret_file = dir.join("client-secret");
-    write_private(&secret_file, &crate::emulator::EmulatorConfig::default().client_secret)?;
+    write_private(
+        &secret_file,
+        &crate::emulator::EmulatorConfig::default().client_secret,
+    )?;
 
     let db_url = format!("sqlite://{}", dir.join("demo.db").display());
     let mut config = Config {
@@ -56,7 +87,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         ..Default::default()
     };
     config.ingest.settle_secs = 0;
-    for (name, format) in [("shopify", "shopify"), ("amazon", "amazon"), ("woocommerce", "woocommerce"), ("csv", "csv")] {
+    for (name, format) in [
+        ("shopify", "shopify"),
+        ("amazon", "amazon"),
+        ("woocommerce", "woocommerce"),
+        ("csv", "csv"),
+    ] {
         config.channels.push(ChannelConfig {
             name: format!("{name}-demo"),
             format: Some(serde_json::from_value(serde_json::json!(format))?),
@@ -64,7 +100,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
             archive: Some(dir.join("archive").join(name)),
             time_zone: Some("Europe/Berlin".into()),
             currency: (name == "csv").then(|| "USD".to_string()),
-            mapping: if name == "csv" { marketplace_mapping() } else { Default::default() },
+            mapping: if name == "csv" {
+                marketplace_mapping()
+            } else {
+                Default::default()
+            },
         });
     }
     config.target = Some(TargetConfig {
@@ -82,7 +122,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         argv: vec!["orderload".into(), "demo".into()],
     };
 
-    println!("== 1. the nightly job: ingest the inboxes, then submit to Dynamics (the emulator at {})\n", emulator.base_url);
+    println!(
+        "== 1. the nightly job: ingest the inboxes, then submit to Dynamics (the emulator at {})\n",
+        emulator.base_url
+    );
     let metrics = dir.join("orderload.prom");
     let code = nightly::run(
         &ctx,
@@ -110,12 +153,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
     emulator.shutdown().await;
 
     let db = format!("--database {db_url}");
-    println!("The nightly run would have exited with code {code} ({}).", meaning(code));
+    println!(
+        "The nightly run would have exited with code {code} ({}).",
+        meaning(code)
+    );
     println!("Everything is in {}. Try next:", dir.display());
     println!("  cargo run --release -- {db} report --failed          # what failed, and what to do about it");
     println!("  cargo run --release -- {db} report --format json     # the same for tools");
     println!("  cargo run --release -- {db} rerun --failed --dry-run # what a rerun would resend, and why");
-    println!("  cat {}                # the Prometheus metrics of the run", metrics.display());
+    println!(
+        "  cat {}                # the Prometheus metrics of the run",
+        metrics.display()
+    );
     println!("  cargo run --release -- emulator                      # rehearse against the emulator yourself");
     Ok(exit_codes::OK)
 }
@@ -123,7 +172,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
 fn meaning(code: u8) -> &'static str {
     match code {
         exit_codes::OK => "everything loaded",
-        exit_codes::SOME_FAILED => "some orders failed or rows were rejected — on purpose: the samples contain bad rows",
+        exit_codes::SOME_FAILED => {
+            "some orders failed or rows were rejected — on purpose: the samples contain bad rows"
+        }
         exit_codes::TARGET_UNAVAILABLE => "Dynamics unavailable",
         exit_codes::LEASE_HELD => "another run holds the lease",
         _ => "could not run",

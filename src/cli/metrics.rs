@@ -34,21 +34,38 @@ pub async fn write(
     m.push_str("# HELP orderload_rows_rejected Input rows rejected (kept in rejected_rows).\n# TYPE orderload_rows_rejected gauge\n");
     m.push_str(&format!("orderload_rows_rejected {}\n", r.rows_rejected));
     m.push_str("# HELP orderload_run_duration_seconds Duration of the last run.\n# TYPE orderload_run_duration_seconds gauge\n");
-    m.push_str(&format!("orderload_run_duration_seconds {:.3}\n", duration.as_secs_f64()));
+    m.push_str(&format!(
+        "orderload_run_duration_seconds {:.3}\n",
+        duration.as_secs_f64()
+    ));
     m.push_str("# HELP orderload_run_exit_code Exit code of the last run (0 ok, 3 some failed, 4 lease held, 5 target unavailable, 1 could not run).\n# TYPE orderload_run_exit_code gauge\n");
     m.push_str(&format!("orderload_run_exit_code {exit_code}\n"));
     m.push_str("# HELP orderload_last_success_timestamp_seconds Unix time the last fully successful run finished.\n# TYPE orderload_last_success_timestamp_seconds gauge\n");
-    m.push_str(&format!("orderload_last_success_timestamp_seconds {}\n", last_ok.unwrap_or(0)));
+    m.push_str(&format!(
+        "orderload_last_success_timestamp_seconds {}\n",
+        last_ok.unwrap_or(0)
+    ));
     m.push_str("# HELP orderload_throttled_requests Requests answered 429 by Dynamics in the last run.\n# TYPE orderload_throttled_requests gauge\n");
-    m.push_str(&format!("orderload_throttled_requests {}\n", throttled.unwrap_or(0)));
+    m.push_str(&format!(
+        "orderload_throttled_requests {}\n",
+        throttled.unwrap_or(0)
+    ));
     m.push_str("# HELP orderload_reconciliation_balanced 1 when rows and orders add up.\n# TYPE orderload_reconciliation_balanced gauge\n");
-    m.push_str(&format!("orderload_reconciliation_balanced {}\n", r.balanced as u8));
+    m.push_str(&format!(
+        "orderload_reconciliation_balanced {}\n",
+        r.balanced as u8
+    ));
 
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(
         ".{}.tmp.{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("metrics"),
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("metrics"),
         std::process::id()
     ));
     std::fs::write(&tmp, m)?;

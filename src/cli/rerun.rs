@@ -46,14 +46,12 @@ fn filter(args: &RerunArgs) -> anyhow::Result<RerunFilter> {
         .map(|o| {
             o.split_once(':')
                 .map(|(c, i)| (c.to_string(), i.to_string()))
-                .with_context(|| format!("--order {o:?}: expected CHANNEL:ID, e.g. shopify-us:#1001"))
+                .with_context(|| {
+                    format!("--order {o:?}: expected CHANNEL:ID, e.g. shopify-us:#1001")
+                })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let since = args
-        .since
-        .as_deref()
-        .map(parse_since)
-        .transpose()?;
+    let since = args.since.as_deref().map(parse_since).transpose()?;
     Ok(RerunFilter {
         batches: args.batches.clone(),
         failed: args.failed,
@@ -113,7 +111,10 @@ pub async fn run(ctx: &Context, args: RerunArgs) -> anyhow::Result<u8> {
     }
     let candidates = staging.rerun_candidates(&filter).await?;
     for (c, id) in &filter.orders {
-        if !candidates.iter().any(|x| &x.channel == c && &x.external_id == id) {
+        if !candidates
+            .iter()
+            .any(|x| &x.channel == c && &x.external_id == id)
+        {
             bail!("order {c}:{id} is not in staging");
         }
     }
@@ -122,7 +123,11 @@ pub async fn run(ctx: &Context, args: RerunArgs) -> anyhow::Result<u8> {
         super::print_stdout("dry run: nothing was changed\n")?;
         return Ok(exit_codes::OK);
     }
-    let ids: Vec<i64> = candidates.iter().filter(|c| c.included).map(|c| c.id).collect();
+    let ids: Vec<i64> = candidates
+        .iter()
+        .filter(|c| c.included)
+        .map(|c| c.id)
+        .collect();
     super::print_stdout(&render_plan(&candidates))?;
     if ids.is_empty() {
         super::print_stdout("nothing to rerun\n")?;
@@ -133,7 +138,11 @@ pub async fn run(ctx: &Context, args: RerunArgs) -> anyhow::Result<u8> {
         Err(code) => return Ok(code),
     };
     let user = os_user();
-    let mode = if args.queue_only { "queue_only" } else { "submit" };
+    let mode = if args.queue_only {
+        "queue_only"
+    } else {
+        "submit"
+    };
     let rerun_id = staging
         .record_rerun(guard.run_id, &user, &filter, ids.len(), mode)
         .await?;
@@ -142,13 +151,18 @@ pub async fn run(ctx: &Context, args: RerunArgs) -> anyhow::Result<u8> {
         serde_json::to_string(&filter)?
     );
     use crate::staging::Staging;
-    let queued = staging.requeue_for_rerun(guard.run_id, &ids, &reason).await?;
+    let queued = staging
+        .requeue_for_rerun(guard.run_id, &ids, &reason)
+        .await?;
     if args.queue_only {
         super::print_stdout(&format!(
             "queued {queued} order(s) for the next run (rerun {rerun_id})\n"
         ))?;
         guard
-            .finish(exit_codes::OK, &serde_json::json!({"rerun": rerun_id, "queued": queued}))
+            .finish(
+                exit_codes::OK,
+                &serde_json::json!({"rerun": rerun_id, "queued": queued}),
+            )
             .await?;
         return Ok(exit_codes::OK);
     }
@@ -156,7 +170,10 @@ pub async fn run(ctx: &Context, args: RerunArgs) -> anyhow::Result<u8> {
         Ok(t) => t,
         Err(e) => {
             guard
-                .finish(exit_codes::COULD_NOT_RUN, &serde_json::json!({"error": format!("{e:#}")}))
+                .finish(
+                    exit_codes::COULD_NOT_RUN,
+                    &serde_json::json!({"error": format!("{e:#}")}),
+                )
                 .await?;
             return Err(e);
         }
@@ -166,7 +183,10 @@ pub async fn run(ctx: &Context, args: RerunArgs) -> anyhow::Result<u8> {
     opts.parent_batch = (filter.batches.len() == 1).then(|| filter.batches[0]);
     let (code, json) = submit::submit_phase(staging.clone(), target, &guard, &opts).await?;
     guard
-        .finish(code, &serde_json::json!({"rerun": rerun_id, "submit": json}))
+        .finish(
+            code,
+            &serde_json::json!({"rerun": rerun_id, "submit": json}),
+        )
         .await?;
     Ok(code)
 }

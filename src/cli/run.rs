@@ -56,10 +56,20 @@ pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
         Ok(v) => v,
         Err(e) => {
             guard
-                .finish(exit_codes::COULD_NOT_RUN, &serde_json::json!({"error": format!("{e:#}")}))
+                .finish(
+                    exit_codes::COULD_NOT_RUN,
+                    &serde_json::json!({"error": format!("{e:#}")}),
+                )
                 .await?;
             if let Some(path) = &args.metrics_file {
-                let _ = super::metrics::write(staging.as_ref(), path, started.elapsed(), exit_codes::COULD_NOT_RUN, None).await;
+                let _ = super::metrics::write(
+                    staging.as_ref(),
+                    path,
+                    started.elapsed(),
+                    exit_codes::COULD_NOT_RUN,
+                    None,
+                )
+                .await;
             }
             return Err(e);
         }

@@ -51,7 +51,9 @@ pub async fn run(ctx: &Context, args: SubmitArgs) -> anyhow::Result<u8> {
     };
     let opts = options(ctx, args.max_orders);
     let (code, json) = submit_phase(staging, target, &guard, &opts).await?;
-    guard.finish(code, &serde_json::json!({ "submit": json })).await?;
+    guard
+        .finish(code, &serde_json::json!({ "submit": json }))
+        .await?;
     Ok(code)
 }
 
@@ -119,20 +121,36 @@ async fn dry_run(
         return Ok(exit_codes::TARGET_UNAVAILABLE);
     }
     let orders = staging
-        .peek_claimable(max_orders.unwrap_or(usize::MAX >> 1), ctx.config.submit.max_attempts)
+        .peek_claimable(
+            max_orders.unwrap_or(usize::MAX >> 1),
+            ctx.config.submit.max_attempts,
+        )
         .await?;
     let mut planned = Vec::new();
     let mut out = String::new();
     for c in orders {
         let label = format!("{}:{}", c.order.channel, c.order.external_id);
-        match target.plan_order(&OrderToSend { order_id: c.id, order: c.order }) {
+        match target.plan_order(&OrderToSend {
+            order_id: c.id,
+            order: c.order,
+        }) {
             Ok(p) => planned.push(p),
-            Err(e) => out.push_str(&format!("would fail before sending: {label}: {} ({})\n", e.message, e.code)),
+            Err(e) => out.push_str(&format!(
+                "would fail before sending: {label}: {} ({})\n",
+                e.message, e.code
+            )),
         }
     }
-    let (batches, too_big) = form_batches(planned, ctx.config.submit.batch_size, target.max_operations_per_batch());
+    let (batches, too_big) = form_batches(
+        planned,
+        ctx.config.submit.batch_size,
+        target.max_operations_per_batch(),
+    );
     for o in &too_big {
-        out.push_str(&format!("would fail: order {} needs {} operations (more than one request allows)\n", o.dynamics_key, o.operations));
+        out.push_str(&format!(
+            "would fail: order {} needs {} operations (more than one request allows)\n",
+            o.dynamics_key, o.operations
+        ));
     }
     let n = batches.len();
     for (i, b) in batches.iter().enumerate() {
@@ -141,7 +159,11 @@ async fn dry_run(
             i + 1,
             b.orders.len(),
             b.operations,
-            b.orders.iter().map(|o| o.dynamics_key.as_str()).collect::<Vec<_>>().join(", ")
+            b.orders
+                .iter()
+                .map(|o| o.dynamics_key.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
         out.push_str(&target.describe_batch(&b.orders));
         out.push('\n');

@@ -100,14 +100,19 @@ impl SqliteStaging {
                     true,
                     format!(
                         "failed in batch {}: {} {}",
-                        batch_id.map(|b| b.to_string()).unwrap_or_else(|| "-".into()),
+                        batch_id
+                            .map(|b| b.to_string())
+                            .unwrap_or_else(|| "-".into()),
                         error_code.as_deref().unwrap_or(""),
                         message.as_deref().unwrap_or("")
                     )
                     .trim_end()
                     .to_string(),
                 ),
-                "pending" => (true, "pending: not sent yet; sent with this rerun".to_string()),
+                "pending" => (
+                    true,
+                    "pending: not sent yet; sent with this rerun".to_string(),
+                ),
                 "succeeded" if filter.include_succeeded => (
                     true,
                     "succeeded; sent again as an update (--include-succeeded)".to_string(),
