@@ -2,6 +2,7 @@
 //! emulator on 127.0.0.1.
 
 mod common;
+mod dataverse;
 mod emulator;
 mod ingest;
 mod operator;

@@ -1,0 +1,173 @@
+//! `ApiClient`: every Web API request goes through [`ApiClient::send`], which adds the bearer
+//! token (refreshing once after a 401), waits on the client-wide throttle, absorbs 429s by
+//! pausing the whole client for `Retry-After`, and records `x-ms-dop-hint`.
+
+use super::auth::{AuthError, TokenProvider};
+use super::errors::{parse_error_body, ServiceError, CONCURRENCY_LIMIT_CODE};
+use super::http::{self, ApiRequest, ApiResponse, TransportError};
+use super::retry::RetryPolicy;
+use super::throttle::Throttle;
+use crate::submit::target::TargetError;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why a request produced no usable response.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SendError {
+    /// The token was refused twice, or the token endpoint refused the credentials.
+    Auth(String),
+    /// The token endpoint cannot be reached.
+    TokenUnavailable(String),
+    /// No complete HTTP response (timeout, refused, reset, TLS).
+    Transport(TransportError),
+}
+
+impl From<AuthError> for SendError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Rejected(m) => SendError::Auth(m),
+            AuthError::Unreachable(m) => SendError::TokenUnavailable(m),
+        }
+    }
+}
+
+impl From<AuthError> for TargetError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Rejected(m) => TargetError::Auth(m),
+            AuthError::Unreachable(m) => TargetError::Unavailable(m),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ApiClient {
+    pub http: reqwest::Client,
+    /// `https://org.crm.dynamics.com/api/data/v9.2/`
+    pub base: String,
+    pub auth: TokenProvider,
+    pub throttle: Throttle,
+    pub policy: RetryPolicy,
+    pub requests: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+impl ApiClient {
+    /// Send `req`. 429 responses are absorbed here (the whole client pauses, then the request
+    /// is resent) until the throttling budget runs out; the caller sees every other status.
+    pub async fn send(&self, req: &ApiRequest) -> Result<ApiResponse, SendError> {
+        let mut refreshed = false;
+        let mut throttled = 0u32;
+        loop {
+            let token = self.auth.token().await?;
+            let response = {
+                let _permit = self.throttle.acquire().await;
+                self.requests.fetch_add(1, Ordering::Relaxed);
+                http::send(&self.http, req, token.value.expose()).await
+            }
+            .map_err(SendError::Transport)?;
+            if let Some(hint) = response.dop_hint {
+                self.throttle.set_dop_hint(hint);
+            }
+            if response.status == 401 {
+                let error = parse_error_body(&response.text());
+                if refreshed {
+                    return Err(SendError::Auth(format!(
+                        "Dataverse refused a freshly issued token (401 {}): {}",
+                        error.code, error.message
+                    )));
+                }
+                tracing::info!("Dataverse answered 401; refreshing the token once");
+                self.auth.invalidate(&token).await;
+                refreshed = true;
+                continue;
+            }
+            if response.status == 429 {
+                let pause = self.policy.delay(throttled, response.retry_after);
+                self.throttle.on_throttled(pause);
+                if throttled < self.policy.max_throttled_retries() {
+                    throttled += 1;
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                return Ok(response);
+            }
+            if !response.content_type.starts_with("multipart/") && response.status >= 400 {
+                let error = parse_error_body(&response.text());
+                if error.code.eq_ignore_ascii_case(CONCURRENCY_LIMIT_CODE) {
+                    self.throttle.on_concurrency_limit();
+                }
+            } else {
+                self.throttle.on_success();
+            }
+            return Ok(response);
+        }
+    }
+
+    /// GET a JSON document, retrying transient failures; for reference data in `prepare`.
+    pub async fn get_json(&self, url: &str, what: &str) -> Result<serde_json::Value, TargetError> {
+        use super::errors::{classify, ErrorClass, Failure, TransportErrorKind};
+        let req = ApiRequest::get(url);
+        let mut retry = 0u32;
+        let mut only_connect_failures = true;
+        loop {
+            let (class, message) = match self.send(&req).await {
+                Err(SendError::Auth(m)) => return Err(TargetError::Auth(m)),
+                Err(SendError::TokenUnavailable(m)) => return Err(TargetError::Unavailable(m)),
+                Err(SendError::Transport(t)) => {
+                    only_connect_failures &= t.kind == TransportErrorKind::Connect;
+                    if t.kind == TransportErrorKind::Tls {
+                        return Err(TargetError::Unavailable(format!(
+                            "{what}: TLS handshake with {} failed (is the certificate trusted? target.ca_file adds a CA): {}",
+                            self.base, t.message
+                        )));
+                    }
+                    (classify(Failure::Transport(t.kind)), t.message)
+                }
+                Ok(r) if (200..300).contains(&r.status) => {
+                    return serde_json::from_slice(&r.body).map_err(|e| {
+                        TargetError::Unavailable(format!("{what}: response is not JSON: {e}"))
+                    })
+                }
+                Ok(r) => {
+                    only_connect_failures = false;
+                    let ServiceError { code, message } = parse_error_body(&r.text());
+                    let class = classify(Failure::Http {
+                        status: r.status,
+                        code: &code,
+                        retry_after: r.retry_after,
+                    });
+                    let message = format!("HTTP {} {code}: {message}", r.status);
+                    match (class, r.status) {
+                        (ErrorClass::Transient { .. }, _) => (class, message),
+                        (_, 403) => {
+                            return Err(TargetError::Auth(format!(
+                                "{what}: access denied ({message}); check the application user's security role"
+                            )))
+                        }
+                        (_, 400 | 404) => {
+                            return Err(TargetError::Config(format!("{what}: {message}")))
+                        }
+                        _ => return Err(TargetError::Unavailable(format!("{what}: {message}"))),
+                    }
+                }
+            };
+            match class {
+                ErrorClass::Transient { retry_after } if retry < self.policy.max_retries => {
+                    let delay = self.policy.delay(retry, retry_after);
+                    tracing::warn!(what, retry = retry + 1, error = %message, "request failed; retrying");
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(delay).await;
+                    retry += 1;
+                }
+                _ => {
+                    let lead = if only_connect_failures {
+                        format!("cannot reach {}", self.base)
+                    } else {
+                        format!("{what} failed after {} attempts", retry + 1)
+                    };
+                    return Err(TargetError::Unavailable(format!("{lead}: {message}")));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! Sending one `$batch` of order changesets, with retries, and mapping every changeset's
+//! response to an [`OrderOutcome`].
+//!
+//! - Whole-request transient failures (5xx, timeouts, dropped connections; 429 beyond what
+//!   [`ApiClient::send`] absorbed) resend the batch per the `RetryPolicy`. Resending is safe:
+//!   every write is an upsert by key.
+//! - Changesets that failed transiently (or were not executed because the batch stopped) are
+//!   resent on their own; permanent failures are final at once.
+//! - 413 (request too large) splits the batch in halves.
+//! - When retries run out every remaining order is `Failed { retryable: true,
+//!   code: "retries_exhausted" }`; when not a single response ever arrived because the host
+//!   refused every connection, the whole call is `TargetError::Unavailable`.
+
+use super::batch_reader::{changeset_results, read_batch_response, BatchReply, ChangesetResult};
+use super::batch_writer::{write_batch, ChangesetPlan};
+use super::client::{ApiClient, SendError};
+use super::errors::{classify, ErrorClass, Failure, TransportErrorKind, CONCURRENCY_LIMIT_CODE};
+use super::http::ApiRequest;
+use crate::submit::target::{OrderOutcome, OrderResult, TargetError};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// An order ready to send: staging id and its changeset.
+#[derive(Debug, Clone)]
+pub struct OrderChangeset {
+    pub order_id: i64,
+    pub plan: ChangesetPlan,
+}
+
+/// The last failure of an order that may still be retried.
+#[derive(Debug, Clone)]
+struct LastFailure {
+    status: Option<u16>,
+    code: String,
+    message: String,
+    retry_after: Option<Duration>,
+}
+
+fn failed(retryable: bool, status: Option<u16>, code: &str, message: String) -> OrderResult {
+    OrderResult::Failed {
+        retryable,
+        http_status: status,
+        code: code.to_string(),
+        message,
+    }
+}
+
+fn code_or_status(code: &str, status: u16) -> String {
+    if code.is_empty() {
+        format!("http_{status}")
+    } else {
+        code.to_string()
+    }
+}
+
+/// Build the `$batch` request for `plans`.
+pub fn batch_request(
+    base: &str,
+    plans: &[&ChangesetPlan],
+) -> (ApiRequest, super::batch_writer::WrittenBatch) {
+    let owned: Vec<ChangesetPlan> = plans.iter().map(|p| (*p).clone()).collect();
+    let written = write_batch(base, &owned);
+    let req = ApiRequest {
+        method: reqwest::Method::POST,
+        url: format!("{base}$batch"),
+        body: Some((written.content_type(), written.body.clone().into_bytes())),
+        extra_headers: vec![("Prefer", "odata.continue-on-error".to_string())],
+    };
+    (req, written)
+}
+
+/// Send `orders` (already within the operation limit) and return one outcome per order.
+pub async fn send_orders(
+    client: &ApiClient,
+    orders: &[OrderChangeset],
+) -> Result<Vec<OrderOutcome>, TargetError> {
+    let mut results: Vec<Option<OrderResult>> = vec![None; orders.len()];
+    let mut groups: Vec<Vec<usize>> = vec![(0..orders.len()).collect()];
+    let mut any_response = false;
+    let mut connect_failures_only = true;
+    while let Some(group) = groups.pop() {
+        let mut pending = group;
+        let mut retry = 0u32;
+        let mut last: Vec<Option<LastFailure>> = vec![None; orders.len()];
+        while !pending.is_empty() {
+            let plans: Vec<&ChangesetPlan> = pending.iter().map(|&i| &orders[i].plan).collect();
+            let (req, written) = batch_request(&client.base, &plans);
+            tracing::debug!(
+                orders = pending.len(),
+                operations = written.operations(),
+                body = %written.body,
+                "sending $batch"
+            );
+            let mut retry_now: Vec<usize> = Vec::new();
+            match client.send(&req).await {
+                Err(SendError::Auth(m)) => return Err(TargetError::Auth(m)),
+                Err(SendError::TokenUnavailable(m)) => return Err(TargetError::Unavailable(m)),
+                Err(SendError::Transport(t)) => {
+                    connect_failures_only &= t.kind == TransportErrorKind::Connect;
+                    let class = classify(Failure::Transport(t.kind));
+                    let failure = LastFailure {
+                        status: None,
+                        code: format!("{:?}", t.kind).to_lowercase(),
+                        message: t.message.clone(),
+                        retry_after: None,
+                    };
+                    for &i in &pending {
+                        if class.is_transient() {
+                            last[i] = Some(failure.clone());
+                            retry_now.push(i);
+                        } else {
+                            results[i] =
+                                Some(failed(false, None, "transport_error", t.message.clone()));
+                        }
+                    }
+                }
+                Ok(response) => {
+                    any_response = true;
+                    connect_failures_only = false;
+                    match read_batch_response(
+                        response.status,
+                        &response.content_type,
+                        &response.body,
+                    ) {
+                        Ok(BatchReply::Rejected { status, error }) => {
+                            if status == 413 && pending.len() > 1 {
+                                let half = pending.len() / 2;
+                                tracing::warn!(
+                                    orders = pending.len(),
+                                    "$batch too large (413); splitting it"
+                                );
+                                groups.push(pending[half..].to_vec());
+                                groups.push(pending[..half].to_vec());
+                                break;
+                            }
+                            let class = classify(Failure::Http {
+                                status,
+                                code: &error.code,
+                                retry_after: response.retry_after,
+                            });
+                            let code = code_or_status(&error.code, status);
+                            for &i in &pending {
+                                if class.is_transient() {
+                                    last[i] = Some(LastFailure {
+                                        status: Some(status),
+                                        code: code.clone(),
+                                        message: error.message.clone(),
+                                        retry_after: response.retry_after,
+                                    });
+                                    retry_now.push(i);
+                                } else {
+                                    let message =
+                                        format!("the whole batch was refused: {}", error.message);
+                                    results[i] = Some(failed(false, Some(status), &code, message));
+                                }
+                            }
+                        }
+                        Ok(BatchReply::Parts { stopped, parts }) => {
+                            let per_changeset = changeset_results(&written, &parts);
+                            for (slot, result) in per_changeset.into_iter().enumerate() {
+                                let i = pending[slot];
+                                match interpret(client, &orders[i].plan, result, stopped) {
+                                    Interpreted::Final(r) => results[i] = Some(r),
+                                    Interpreted::Retry(f) => {
+                                        last[i] = Some(f);
+                                        retry_now.push(i);
+                                    }
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            // The batch may or may not have been applied; resending is safe.
+                            for &i in &pending {
+                                last[i] = Some(LastFailure {
+                                    status: Some(response.status),
+                                    code: "unreadable_response".into(),
+                                    message: e.to_string(),
+                                    retry_after: None,
+                                });
+                                retry_now.push(i);
+                            }
+                        }
+                    }
+                }
+            }
+            if retry_now.is_empty() {
+                break;
+            }
+            if retry >= client.policy.max_retries {
+                if !any_response && connect_failures_only {
+                    let message = last[retry_now[0]]
+                        .as_ref()
+                        .map(|f| f.message.clone())
+                        .unwrap_or_default();
+                    return Err(TargetError::Unavailable(format!(
+                        "cannot reach {} after {} attempts: {message}",
+                        client.base,
+                        retry + 1
+                    )));
+                }
+                for &i in &retry_now {
+                    let f = last[i].clone().unwrap_or(LastFailure {
+                        status: None,
+                        code: String::new(),
+                        message: String::new(),
+                        retry_after: None,
+                    });
+                    results[i] = Some(failed(
+                        true,
+                        f.status,
+                        "retries_exhausted",
+                        format!(
+                            "gave up after {} attempts; last error: {}: {}",
+                            retry + 1,
+                            f.code,
+                            f.message
+                        ),
+                    ));
+                }
+                break;
+            }
+            let retry_after = retry_now
+                .iter()
+                .filter_map(|&i| last[i].as_ref()?.retry_after)
+                .max();
+            let delay = client.policy.delay(retry, retry_after);
+            tracing::warn!(
+                orders = retry_now.len(),
+                retry = retry + 1,
+                delay_ms = delay.as_millis() as u64,
+                error = %last[retry_now[0]].as_ref().map(|f| format!("{}: {}", f.code, f.message)).unwrap_or_default(),
+                "transient failure; resending"
+            );
+            client.retries.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(delay).await;
+            retry += 1;
+            pending = retry_now;
+        }
+    }
+    Ok(orders
+        .iter()
+        .zip(results)
+        .map(|(o, r)| OrderOutcome {
+            order_id: o.order_id,
+            result: r.unwrap_or_else(|| {
+                failed(
+                    true,
+                    None,
+                    "no_response",
+                    "the service did not answer for this order".into(),
+                )
+            }),
+        })
+        .collect())
+}
+
+enum Interpreted {
+    Final(OrderResult),
+    Retry(LastFailure),
+}
+
+fn interpret(
+    client: &ApiClient,
+    plan: &ChangesetPlan,
+    result: ChangesetResult,
+    stopped: bool,
+) -> Interpreted {
+    match result {
+        ChangesetResult::Succeeded { entity_ids } => {
+            let order_op = plan.operations.iter().position(|op| op.label == "order");
+            let dynamics_ref = order_op
+                .and_then(|i| entity_ids.get(i).cloned().flatten())
+                .unwrap_or_else(|| plan.order_key.clone());
+            Interpreted::Final(OrderResult::Succeeded { dynamics_ref })
+        }
+        ChangesetResult::NotExecuted => Interpreted::Retry(LastFailure {
+            status: None,
+            code: "not_executed".into(),
+            message: if stopped {
+                "the batch stopped at an earlier error before this order".into()
+            } else {
+                "the response had no part for this order".into()
+            },
+            retry_after: None,
+        }),
+        ChangesetResult::Failed {
+            operation,
+            response,
+        } => {
+            let error = response.error.clone().unwrap_or_default();
+            if error.code.eq_ignore_ascii_case(CONCURRENCY_LIMIT_CODE) {
+                client.throttle.on_concurrency_limit();
+            }
+            if response.status == 429 {
+                client
+                    .throttle
+                    .on_throttled(response.retry_after.unwrap_or(Duration::from_secs(1)));
+            }
+            let label = operation
+                .and_then(|i| plan.operations.get(i))
+                .map(|op| format!("{}: ", op.label))
+                .unwrap_or_default();
+            let message = format!("{label}{}", error.message);
+            let code = code_or_status(&error.code, response.status);
+            let class = classify(Failure::Http {
+                status: response.status,
+                code: &error.code,
+                retry_after: response.retry_after,
+            });
+            match class {
+                ErrorClass::Transient { retry_after } => Interpreted::Retry(LastFailure {
+                    status: Some(response.status),
+                    code,
+                    message,
+                    retry_after,
+                }),
+                // A 401 inside a batch whose request was authorized: let a later run retry.
+                ErrorClass::Auth => {
+                    Interpreted::Final(failed(true, Some(response.status), &code, message))
+                }
+                ErrorClass::Permanent => {
+                    Interpreted::Final(failed(false, Some(response.status), &code, message))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! The Dataverse client against the real emulator over HTTP: prepare, a clean batch, a
+//! permanent error that fails only its order, idempotent resends, refused credentials.
+
+use orderload::config::{SubmitConfig, TargetConfig};
+use orderload::dataverse::DataverseTarget;
+use orderload::emulator::{self, EmulatorConfig, RunningEmulator};
+use orderload::model::{Address, CurrencyCode, Customer, Order, OrderLine, Provenance};
+use orderload::submit::target::{OrderResult, OrderToSend, Target, TargetError};
+use rust_decimal::Decimal;
+use std::str::FromStr;
+
+async fn emulator() -> RunningEmulator {
+    emulator::start(EmulatorConfig::default())
+        .await
+        .expect("emulator starts")
+}
+
+fn target(emu: &RunningEmulator, dir: &tempfile::TempDir, secret: &str) -> TargetConfig {
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
+    let defaults = EmulatorConfig::default();
+    let mut t = TargetConfig {
+        url: emu.base_url.clone(),
+        authority: emu.base_url.clone(),
+        tenant_id: defaults.tenant,
+        client_id: defaults.client_id,
+        client_secret_env: None,
+        client_secret_file: Some(secret_file),
+        ..TargetConfig::default()
+    };
+    t.retry.max_retries = 2;
+    t.retry.base_ms = 10;
+    t
+}
+
+fn order(order_id: i64, external_id: &str, lines: u32) -> OrderToSend {
+    OrderToSend {
+        order_id,
+        order: Order {
+            channel: "shopify-us".into(),
+            external_id: external_id.into(),
+            created_at: chrono::Utc::now(),
+            created_at_original: String::new(),
+            currency: CurrencyCode::parse("USD").unwrap(),
+            customer: Customer::default(),
+            billing: None,
+            shipping: Some(Address {
+                name: Some("Ann Lee".into()),
+                postal_code: Some("02134".into()),
+                ..Address::default()
+            }),
+            lines: (1..=lines)
+                .map(|n| OrderLine {
+                    line_number: n,
+                    sku: Some(format!("SKU-{n}")),
+                    name: format!("Item {n}"),
+                    quantity: Decimal::from(n),
+                    unit_price: Decimal::from_str("19.99").unwrap(),
+                    discount: Decimal::ZERO,
+                    tax: Decimal::from_str("1.60").unwrap(),
+                })
+                .collect(),
+            subtotal: None,
+            shipping_amount: Some(Decimal::from_str("4.99").unwrap()),
+            tax: None,
+            discount: None,
+            total: None,
+            taxes_included: false,
+            financial_status: None,
+            notes: None,
+            source: Provenance::default(),
+        },
+    }
+}
+
+#[tokio::test]
+async fn prepare_then_a_clean_batch_lands_each_order_once() {
+    let emu = emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let t = DataverseTarget::new(
+        &target(&emu, &dir, &EmulatorConfig::default().client_secret),
+        &SubmitConfig::default(),
+    )
+    .unwrap();
+    t.prepare().await.expect("prepare");
+    let orders = [
+        order(1, "#1001", 2),
+        order(2, "A/B+C?", 1),
+        order(3, "O'Brien 7 ü", 3),
+    ];
+    let planned: Vec<_> = orders.iter().map(|o| t.plan_order(o).unwrap()).collect();
+    let outcomes = t.submit_batch(&planned).await.expect("batch");
+    assert_eq!(outcomes.len(), 3);
+    for o in &outcomes {
+        assert!(matches!(o.result, OrderResult::Succeeded { .. }), "{o:?}");
+    }
+    let state = emu.state().await;
+    assert_eq!(state["salesorders"], 3, "{state}");
+    assert_eq!(state["salesorderdetails"], 6, "{state}");
+    // Resending is an update, not a second order.
+    let again = t.submit_batch(&planned).await.unwrap();
+    assert!(
+        again
+            .iter()
+            .all(|o| matches!(o.result, OrderResult::Succeeded { .. })),
+        "{again:?}"
+    );
+    let state = emu.state().await;
+    assert_eq!(state["salesorders"], 3, "{state}");
+    assert_eq!(state["salesorderdetails"], 6, "{state}");
+    assert!(t.stats().requests >= 2);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_permanent_error_fails_only_its_order() {
+    let emu = emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let t = DataverseTarget::new(
+        &target(&emu, &dir, &EmulatorConfig::default().client_secret),
+        &SubmitConfig::default(),
+    )
+    .unwrap();
+    t.prepare().await.unwrap();
+    let good = t.plan_order(&order(1, "good-1", 1)).unwrap();
+    let mut bad = t.plan_order(&order(2, "bad-1", 1)).unwrap();
+    // Bypass the client's own length check so that the service refuses it.
+    let body = bad.payload["operations"][0]["body"]
+        .as_str()
+        .unwrap()
+        .replace("02134", "1234567890123456789012345");
+    bad.payload["operations"][0]["body"] = body.into();
+    let outcomes = t.submit_batch(&[good, bad]).await.unwrap();
+    let by_id = |id: i64| {
+        outcomes
+            .iter()
+            .find(|o| o.order_id == id)
+            .unwrap()
+            .result
+            .clone()
+    };
+    assert!(
+        matches!(by_id(1), OrderResult::Succeeded { .. }),
+        "{outcomes:?}"
+    );
+    match by_id(2) {
+        OrderResult::Failed {
+            retryable,
+            http_status,
+            message,
+            ..
+        } => {
+            assert!(!retryable);
+            assert_eq!(http_status, Some(400));
+            assert!(message.contains("shipto_postalcode"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let state = emu.state().await;
+    assert_eq!(state["salesorders"], 1, "{state}");
+    assert_eq!(state["salesorderdetails"], 1, "{state}");
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn wrong_secret_is_an_auth_error_and_unknown_price_list_a_config_error() {
+    let emu = emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let t = DataverseTarget::new(&target(&emu, &dir, "wrong"), &SubmitConfig::default()).unwrap();
+    let err = t.prepare().await.unwrap_err();
+    assert!(matches!(err, TargetError::Auth(_)), "{err}");
+    assert!(!err.to_string().contains("wrong"), "{err}");
+
+    let mut c = target(&emu, &dir, &EmulatorConfig::default().client_secret);
+    c.price_list = "Wholesale Nowhere".into();
+    let t = DataverseTarget::new(&c, &SubmitConfig::default()).unwrap();
+    let err = t.prepare().await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "target configuration: price list \"Wholesale Nowhere\" not found in Dynamics (pricelevels.name)"
+    );
+    emu.shutdown().await;
+}
