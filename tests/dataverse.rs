@@ -181,3 +181,46 @@ async fn wrong_secret_is_an_auth_error_and_unknown_price_list_a_config_error() {
     );
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn injected_5xx_and_dropped_connections_are_retried_without_duplicates() {
+    let emu = emulator::start(EmulatorConfig {
+        fail_rate: 0.3,
+        drop_rate: 0.3,
+        seed: 7,
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = target(&emu, &dir, &EmulatorConfig::default().client_secret);
+    c.retry.max_retries = 12;
+    c.retry.base_ms = 5;
+    c.retry.cap_ms = 50;
+    let t = DataverseTarget::new(&c, &SubmitConfig::default()).unwrap();
+    t.prepare().await.unwrap();
+    for batch in 0..5 {
+        let planned: Vec<_> = (0..4)
+            .map(|i| {
+                t.plan_order(&order(batch * 10 + i, &format!("{batch}-{i}"), 2))
+                    .unwrap()
+            })
+            .collect();
+        let outcomes = t.submit_batch(&planned).await.unwrap();
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o.result, OrderResult::Succeeded { .. })),
+            "{outcomes:?}"
+        );
+    }
+    let state = emu.state().await;
+    assert_eq!(state["salesorders"], 20, "{state}");
+    assert_eq!(state["salesorderdetails"], 40, "{state}");
+    assert!(
+        t.stats().retries > 0,
+        "faults were injected: {:?} {state}",
+        t.stats()
+    );
+    emu.shutdown().await;
+}
