@@ -156,10 +156,8 @@ pub fn parse_literal(text: &str) -> Option<Value> {
         let mut out = String::new();
         let mut chars = body.chars().peekable();
         while let Some(c) = chars.next() {
-            if c == '\'' {
-                if chars.next() != Some('\'') {
-                    return None; // a lone quote inside a literal
-                }
+            if c == '\'' && chars.next() != Some('\'') {
+                return None; // a lone quote inside a literal
             }
             out.push(c);
         }

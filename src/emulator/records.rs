@@ -37,11 +37,14 @@ pub struct WriteOptions {
     pub return_representation: bool,
 }
 
+/// Deep-insert rows: related table, its lookup back to the parent, the rows.
+type NestedRows = (usize, String, Vec<Map<String, Value>>);
+
 struct PreparedWrite {
     fields: Map<String, Value>,
     targets: HashMap<String, String>,
     id: Option<Uuid>,
-    nested: Vec<(usize, String, Vec<Map<String, Value>>)>,
+    nested: Vec<NestedRows>,
 }
 
 pub fn entity_type(def: &TableDef) -> String {
@@ -569,8 +572,7 @@ pub fn representation(
 fn success(
     ctx: &WriteContext,
     store: &Store,
-    table: usize,
-    id: Uuid,
+    (table, id): (usize, Uuid),
     url: String,
     status: u16,
     opts: &WriteOptions,
@@ -617,7 +619,7 @@ pub fn post_create(
         store.def(table).entity_set,
         id
     );
-    let response = success(ctx, store, table, id, url, 201, opts, query)?;
+    let response = success(ctx, store, (table, id), url, 201, opts, query)?;
     Ok((response, EntityRef { table, id }))
 }
 
@@ -661,7 +663,7 @@ pub fn patch_upsert(
             let drop: Vec<String> = key_pairs.iter().map(|(n, _)| n.clone()).collect();
             update_row(store, ctx, table, id, body, &drop)?;
             let url = entity_url(ctx, &def, key, id);
-            let response = success(ctx, store, table, id, url, 200, opts, query)?;
+            let response = success(ctx, store, (table, id), url, 200, opts, query)?;
             Ok((response, EntityRef { table, id }))
         }
         None => {
@@ -682,7 +684,7 @@ pub fn patch_upsert(
             };
             let id = create_row(store, ctx, table, body, &preset, &HashMap::new(), preset_id)?;
             let url = entity_url(ctx, &def, key, id);
-            let response = success(ctx, store, table, id, url, 201, opts, query)?;
+            let response = success(ctx, store, (table, id), url, 201, opts, query)?;
             Ok((response, EntityRef { table, id }))
         }
     }

@@ -185,21 +185,21 @@ async fn token(
     (status, [("Cache-Control", "no-store")], Json(answer.body)).into_response()
 }
 
-fn loopback_only(connection: &Connection) -> Result<(), Response> {
+fn loopback_only(connection: &Connection) -> Result<(), Box<Response>> {
     if connection.peer.ip().is_loopback() {
         Ok(())
     } else {
-        Err((
+        let refusal = (
             StatusCode::FORBIDDEN,
             "the /_emulator endpoints answer loopback clients only",
-        )
-            .into_response())
+        );
+        Err(Box::new(refusal.into_response()))
     }
 }
 
 async fn state(State(shared): State<Arc<Shared>>, Extension(c): Extension<Connection>) -> Response {
     if let Err(r) = loopback_only(&c) {
-        return r;
+        return *r;
     }
     Json(shared.state_json()).into_response()
 }
@@ -209,7 +209,7 @@ async fn orders(
     Extension(c): Extension<Connection>,
 ) -> Response {
     if let Err(r) = loopback_only(&c) {
-        return r;
+        return *r;
     }
     Json(shared.orders_json()).into_response()
 }
@@ -220,7 +220,7 @@ async fn faults(
     body: axum::body::Bytes,
 ) -> Response {
     if let Err(r) = loopback_only(&c) {
-        return r;
+        return *r;
     }
     let update: FaultUpdate = match serde_json::from_slice(&body) {
         Ok(u) => u,
@@ -245,7 +245,7 @@ async fn limits(
     body: axum::body::Bytes,
 ) -> Response {
     if let Err(r) = loopback_only(&c) {
-        return r;
+        return *r;
     }
     let mut settings = shared.limit_settings.lock().expect("limits lock");
     let mut current = serde_json::to_value(*settings).expect("serializable");
@@ -279,7 +279,7 @@ async fn revoke_tokens(
     Extension(c): Extension<Connection>,
 ) -> Response {
     if let Err(r) = loopback_only(&c) {
-        return r;
+        return *r;
     }
     let revoked = shared.tokens.lock().expect("tokens lock").revoke_all();
     Json(json!({"revoked": revoked})).into_response()
