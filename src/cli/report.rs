@@ -18,7 +18,7 @@ pub struct ReportArgs {
     #[arg(long, value_name = "CHANNEL:ID", value_parser = parse_order_arg)]
     pub order: Option<OrderArg>,
     /// Only activity at or after this date (YYYY-MM-DD, midnight UTC) or RFC 3339 time.
-    #[arg(long, value_name = "DATE", value_parser = queries::parse_since)]
+    #[arg(long, value_name = "DATE", value_parser = queries::parse_since, conflicts_with = "batch")]
     pub since: Option<String>,
     /// Only activity of this run.
     #[arg(long, value_name = "ID", conflicts_with_all = ["batch", "order"])]

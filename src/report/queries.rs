@@ -127,27 +127,16 @@ pub async fn summary(staging: &SqliteStaging, scope: &Scope) -> Result<Summary, 
         check_run(pool, run).await?;
     }
 
+    // One pass over the orders gives both the per-channel and the overall counts.
     let clause = orders_clause(scope);
+    let table = orders_table_for_counts(pool, scope).await?;
     let mut orders = StatusCounts::default();
-    for r in clause
-        .fetch_all(
-            pool,
-            &format!(
-                "SELECT o.status, COUNT(*) AS n FROM staged_orders o{} GROUP BY o.status",
-                clause.sql()
-            ),
-        )
-        .await?
-    {
-        orders.add(&r.get::<String, _>("status"), r.get("n"));
-    }
-
     let mut channels: Vec<ChannelCounts> = Vec::new();
     for r in clause
         .fetch_all(
             pool,
             &format!(
-                "SELECT o.channel, o.status, COUNT(*) AS n FROM staged_orders o{}
+                "SELECT o.channel, o.status, COUNT(*) AS n FROM {table}{}
                  GROUP BY o.channel, o.status ORDER BY o.channel",
                 clause.sql()
             ),
@@ -155,6 +144,9 @@ pub async fn summary(staging: &SqliteStaging, scope: &Scope) -> Result<Summary, 
         .await?
     {
         let channel: String = r.get("channel");
+        let status: String = r.get("status");
+        let n: i64 = r.get("n");
+        orders.add(&status, n);
         if channels.last().is_none_or(|c| c.channel != channel) {
             channels.push(ChannelCounts {
                 channel,
@@ -162,7 +154,7 @@ pub async fn summary(staging: &SqliteStaging, scope: &Scope) -> Result<Summary, 
             });
         }
         if let Some(c) = channels.last_mut() {
-            c.counts.add(&r.get::<String, _>("status"), r.get("n"));
+            c.counts.add(&status, n);
         }
     }
 
@@ -283,6 +275,32 @@ pub async fn summary(staging: &SqliteStaging, scope: &Scope) -> Result<Summary, 
         reconciliation,
         lease,
     })
+}
+
+/// The index that makes counting orders by channel and status a scan of the index alone.
+const CHANNEL_STATUS_INDEX: &str = "staged_orders_by_channel_status";
+
+/// How to name `staged_orders` in the channel × status count. With a `(channel, status)` index
+/// and no filter, SQLite reads only that index (0.2 s for a million orders). Otherwise it would
+/// walk the `(channel, external_id)` index and look every row up (4 s); a plain scan of the
+/// table is twice as fast as that, so the other indexes are ruled out with `NOT INDEXED`
+/// (rowid lookups for `--run` remain).
+async fn orders_table_for_counts(
+    pool: &sqlx::SqlitePool,
+    scope: &Scope,
+) -> Result<&'static str, sqlx::Error> {
+    if scope.since.is_none() && scope.run.is_none() {
+        let has_index: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM sqlite_master WHERE type = 'index' AND tbl_name = 'staged_orders' AND name = ?",
+        )
+        .bind(CHANNEL_STATUS_INDEX)
+        .fetch_optional(pool)
+        .await?;
+        if has_index.is_some() {
+            return Ok("staged_orders o");
+        }
+    }
+    Ok("staged_orders o NOT INDEXED")
 }
 
 /// `report --failed`: every failed order in scope, and how many of each kind of error.
@@ -434,9 +452,6 @@ pub async fn order(
         return Err(unknown_order(pool, channel, external_id).await?);
     };
     let id: i64 = r.get("id");
-    let payload: String = r.get("payload");
-    let content: crate::model::Order =
-        serde_json::from_str(&payload).map_err(|source| StagingError::Payload { id, source })?;
     let source_file_id: Option<i64> = r.get("source_file_id");
     let source_rows: Vec<u64> =
         serde_json::from_str(&r.get::<String, _>("source_rows")).unwrap_or_default();
@@ -525,17 +540,26 @@ pub async fn order(
         status,
         staged_at: r.get("staged_at"),
         updated_at: r.get("updated_at"),
+        // From the columns staging keeps beside the payload (the payload is not parsed).
         order: OrderContent {
-            created_at: content
-                .created_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            currency: content.currency.as_str().to_string(),
-            total: content.total.map(|t| t.to_string()),
-            lines: content.lines.len() as i64,
+            created_at: seconds(&r.get::<String, _>("order_created_at")),
+            currency: r.get("currency"),
+            total: r.get("total"),
+            lines: r.get("line_count"),
         },
         files,
         events,
     })
+}
+
+/// `2024-05-01T14:00:00.000000Z` → `2024-05-01T14:00:00Z` (other text is kept as it is).
+fn seconds(db_time: &str) -> String {
+    match chrono::DateTime::parse_from_rfc3339(db_time) {
+        Ok(t) => t
+            .with_timezone(&chrono::Utc)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        Err(_) => db_time.to_string(),
+    }
 }
 
 /// The file id in a ledger message such as "staged from file 3" or "content changed in file 7;".

@@ -116,10 +116,10 @@ impl Table {
         }
         let line = |cells: &[String], out: &mut String| {
             let mut s = " ".repeat(indent);
-            for i in 0..n {
+            for (i, &w) in widths.iter().enumerate() {
                 let cell = cells.get(i).map(String::as_str).unwrap_or("");
-                let cell = cut(cell, widths[i]);
-                let pad = widths[i] - width(&cell);
+                let cell = cut(cell, w);
+                let pad = w - width(&cell);
                 if i > 0 {
                     s.push_str(&" ".repeat(GAP));
                 }
