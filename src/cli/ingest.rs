@@ -131,10 +131,14 @@ pub async fn ingest_with_run(
     run_id: i64,
     sources: &[Source],
 ) -> anyhow::Result<IngestSummary> {
+    use tracing::Instrument;
     let options = IngestOptions {
         chunk_orders: ctx.config.ingest.chunk_orders,
     };
-    Ok(ingest::ingest(staging, run_id, sources, &options).await?)
+    let span = tracing::info_span!("ingest", run_id, files = sources.len());
+    Ok(ingest::ingest(staging, run_id, sources, &options)
+        .instrument(span)
+        .await?)
 }
 
 pub fn summary_json(s: &IngestSummary) -> serde_json::Value {

@@ -64,8 +64,12 @@ pub async fn submit_phase(
     guard: &RunGuard,
     opts: &SubmitOptions,
 ) -> anyhow::Result<(u8, serde_json::Value)> {
+    use tracing::Instrument;
     let staging: Arc<dyn Staging> = staging;
-    let summary = crate::submit::submit(staging, target, &guard.lease, guard.run_id, opts).await?;
+    let span = tracing::info_span!("submit", run_id = guard.run_id);
+    let summary = crate::submit::submit(staging, target, &guard.lease, guard.run_id, opts)
+        .instrument(span)
+        .await?;
     super::print_stdout(&render_summary(&summary))?;
     let code = exit_code(&summary);
     Ok((code, serde_json::to_value(&summary)?))
