@@ -16,6 +16,7 @@ mod fixture;
 mod limits;
 mod metadata;
 mod odata_url;
+mod payload;
 mod query;
 mod records;
 mod response;
