@@ -1,7 +1,7 @@
 //! The fixture: table definitions (columns, keys, navigation properties) and seed rows.
 //!
 //! The default fixture is embedded from `default_fixture.json`; `--fixture FILE` replaces it.
-//! The format is documented in `src/emulator/README.md`.
+//! The format is documented in the README ("Rehearsing with the emulator", "The fixture").
 
 use std::path::Path;
 
