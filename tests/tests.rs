@@ -8,3 +8,6 @@ mod ingest;
 mod operator;
 mod report;
 mod submit;
+mod reliability;
+mod bad_input;
+mod security;

@@ -225,6 +225,13 @@ impl SqliteStaging {
         }
 
         let mut tx = self.pool.begin().await?;
+        // BEGIN IMMEDIATE semantics: take the write lock before the reads below. A deferred
+        // transaction that reads first cannot upgrade once another connection (the lease
+        // heartbeat) has committed meanwhile: SQLITE_BUSY_SNAPSHOT (517), which no busy
+        // timeout resolves, and the whole ingest failed.
+        sqlx::query("UPDATE lease SET name = name WHERE 0")
+            .execute(&mut *tx)
+            .await?;
         if !rejected.is_empty() {
             let rows: Vec<serde_json::Value> = rejected
                 .iter()

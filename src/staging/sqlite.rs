@@ -47,7 +47,21 @@ impl SqliteStaging {
                 path: path.display().to_string(),
                 source,
             })?;
-        sqlx::migrate!("sql/sqlite").run(&pool).await?;
+        // Two processes opening a new database at once (two cron runs on the first night)
+        // both apply the migrations; the loser's CREATE TABLE fails once the winner has
+        // committed. Running them again then finds them applied.
+        let migrator = sqlx::migrate!("sql/sqlite");
+        let mut attempt: u64 = 0;
+        loop {
+            match migrator.run(&pool).await {
+                Ok(()) => break,
+                Err(_) if attempt < 5 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         Ok(Self { pool })
     }
 

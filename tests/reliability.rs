@@ -1,0 +1,676 @@
+//! Reliability under crashes, target faults and concurrent runs: nothing lost, nothing sent
+//! twice, every failure recorded with its reason. See RELIABILITY.md for the figures.
+
+use crate::common::*;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SHOP: &str = "[[channel]]\nname = \"shop\"\nformat = \"shopify\"\n";
+
+/// Replace `from` with `to` in the workspace configuration (the text must be there).
+pub fn edit_config(ws: &Workspace, from: &str, to: &str) {
+    let text = std::fs::read_to_string(ws.config_path()).unwrap();
+    assert!(text.contains(from), "config has no {from:?}:\n{text}");
+    std::fs::write(ws.config_path(), text.replacen(from, to, 1)).unwrap();
+}
+
+pub async fn get_json(url: &str) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+pub async fn post_json(url: &str, body: Value) -> Value {
+    let r = reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "POST {url}: {}", r.status());
+    r.json().await.unwrap_or(Value::Null)
+}
+
+/// The emulator's order listing; asserts that no key is stored twice and returns the count.
+pub async fn assert_stored_once(base_url: &str) -> usize {
+    let listing = get_json(&format!("{base_url}/_emulator/salesorders")).await;
+    let dups = listing["duplicates"].as_array().expect("duplicates list");
+    assert!(dups.is_empty(), "duplicates in the emulator: {listing}");
+    listing["orders"].as_array().expect("orders list").len()
+}
+
+/// `orderload report --format json`, parsed.
+pub async fn report_json(ws: &Workspace) -> Value {
+    let out = run_async(ws, &["report", "--format", "json"]).await;
+    assert_code(&out, 0);
+    serde_json::from_str(&stdout(&out)).expect("report JSON")
+}
+
+pub fn count(ws: &Workspace, status: &str) -> i64 {
+    ws.query_i64(&format!(
+        "SELECT COUNT(*) FROM staged_orders WHERE status = '{status}'"
+    ))
+}
+
+/// Staging invariants after any run: nothing left in flight, every failure has a code and a
+/// message, and the reconciliation in the report balances.
+pub async fn assert_consistent(ws: &Workspace) -> Value {
+    assert_eq!(count(ws, "in_flight"), 0, "orders stuck in flight");
+    assert_eq!(
+        ws.query_i64(
+            "SELECT COUNT(*) FROM staged_orders WHERE status = 'failed' AND (COALESCE(last_error_code, '') = '' OR COALESCE(last_error_message, '') = '')"
+        ),
+        0,
+        "a failed order without a reason"
+    );
+    let report = report_json(ws).await;
+    assert_eq!(report["reconciliation"]["balanced"], true, "{report}");
+    let o = &report["orders"];
+    assert_eq!(
+        o["pending"].as_i64().unwrap()
+            + o["in_flight"].as_i64().unwrap()
+            + o["succeeded"].as_i64().unwrap()
+            + o["failed"].as_i64().unwrap(),
+        o["total"].as_i64().unwrap(),
+        "{report}"
+    );
+    report
+}
+
+/// Submit settings for the fault tests: small batches, sent one request at a time or a few.
+fn small_batches(ws: &Workspace, batch_size: usize) {
+    edit_config(ws, "batch_size = 10", &format!("batch_size = {batch_size}"));
+}
+
+fn ingest_generated(ws: &Workspace, orders: usize, lines: usize, prefix: &str) {
+    let file = ws.write_file(
+        &format!("in/{prefix}.csv"),
+        &shopify_csv(orders, lines, prefix),
+    );
+    assert_code(
+        &ws.run(&["ingest", "--channel", "shop", file.to_str().unwrap()]),
+        0,
+    );
+}
+
+/// Wait for a child without blocking the runtime (the in-process emulator keeps serving).
+async fn wait_child(mut child: Child, limit: Duration) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("child did not finish within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Crashes: SIGKILL at seeded random moments, then a run to completion.
+// ---------------------------------------------------------------------------------------------
+
+pub const CRASH_TRIALS: usize = 24;
+pub const CRASH_ORDERS: usize = 150;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
+    let emu = emulator(|c| {
+        c.latency_ms = 120;
+        c.latency_per_op_ms = 5;
+    })
+    .await;
+    let ws = Workspace::new();
+    ws.write_config(Some(&emu.base_url), SHOP);
+    small_batches(&ws, 2);
+    edit_config(&ws, "lease_secs = 5", "lease_secs = 5\nmax_parallel = 2");
+    ingest_generated(&ws, CRASH_ORDERS, 2, "K");
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x0dd1_7e57);
+    let mut left_in_flight = 0i64;
+    let mut kills_with_orders_in_flight = 0;
+    let mut kills_after_some_success = 0;
+    for trial in 0..CRASH_TRIALS {
+        let succeeded_before = count(&ws, "succeeded");
+        let child = ws
+            .cmd()
+            .arg("submit")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let delay = rng.gen_range(150..1100);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        let mut child = child;
+        let finished_by_itself = child.try_wait().unwrap().is_some();
+        assert!(
+            !finished_by_itself,
+            "trial {trial}: the submit ended before the kill; use more orders"
+        );
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let in_flight = count(&ws, "in_flight");
+        left_in_flight += in_flight;
+        if in_flight > 0 {
+            kills_with_orders_in_flight += 1;
+        }
+        if count(&ws, "succeeded") > succeeded_before {
+            kills_after_some_success += 1;
+        }
+        // A kill never loses a status change half-way: every order has a valid status.
+        assert_eq!(
+            ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE status NOT IN ('pending', 'in_flight', 'succeeded', 'failed')"),
+            0
+        );
+    }
+    eprintln!("crash trials: kills_with_in_flight={kills_with_orders_in_flight} kills_after_some_success={kills_after_some_success} left_in_flight={left_in_flight} succeeded={}", count(&ws, "succeeded"));
+    assert!(
+        count(&ws, "succeeded") < CRASH_ORDERS as i64,
+        "work was left for the final run"
+    );
+    assert!(
+        kills_with_orders_in_flight >= CRASH_TRIALS / 3,
+        "only {kills_with_orders_in_flight} of {CRASH_TRIALS} kills caught orders in flight"
+    );
+    assert!(
+        kills_after_some_success >= CRASH_TRIALS / 6,
+        "{kills_after_some_success}"
+    );
+
+    // The final run recovers what the last kill left and finishes the job.
+    let out = run_async(&ws, &["submit"]).await;
+    assert_code(&out, 0);
+    assert_eq!(count(&ws, "succeeded"), CRASH_ORDERS as i64);
+    // Every order that a kill left in flight was recovered by the next run, with a ledger event.
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM ledger WHERE error_code = 'recovered'"),
+        left_in_flight
+    );
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM ledger WHERE error_code = 'recovered' AND (from_status != 'in_flight' OR to_status != 'pending')"),
+        0
+    );
+    // Every run but the last was killed, so it never finished; each later run took over at once.
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM runs WHERE command = 'submit' AND finished_at IS NULL"),
+        CRASH_TRIALS as i64
+    );
+    assert_eq!(assert_stored_once(&emu.base_url).await, CRASH_ORDERS);
+    let state = emu.state().await;
+    assert_eq!(state["salesorders"], CRASH_ORDERS, "{state}");
+    assert_eq!(state["salesorderdetails"], CRASH_ORDERS * 2, "{state}");
+    let report = assert_consistent(&ws).await;
+    assert_eq!(report["orders"]["succeeded"], CRASH_ORDERS);
+    eprintln!(
+        "crash figures: trials={CRASH_TRIALS} orders={CRASH_ORDERS} kills_with_in_flight={kills_with_orders_in_flight} recovered_events={left_in_flight} emulator_requests={} batches={}",
+        state["requests"], state["batches"]
+    );
+    emu.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Target faults, combined: 5xx, drops after commit, timeouts, 429 storms, expiring and
+//    revoked tokens, and the emulator restarted (a new process, empty store) mid-run.
+// ---------------------------------------------------------------------------------------------
+
+/// `orderload emulator` as a child process on a fixed port, so it can be killed and restarted.
+struct EmulatorProcess {
+    child: Child,
+    base_url: String,
+}
+
+const FAULT_FLAGS: &[&str] = &[
+    "--latency-ms",
+    "40",
+    "--fail-rate",
+    "0.1",
+    "--drop-rate",
+    "0.1",
+    "--seed",
+    "5",
+    "--limit-requests",
+    "8",
+    "--limit-window-secs",
+    "1",
+    "--token-lifetime-secs",
+    "3",
+];
+
+impl EmulatorProcess {
+    async fn start(ws: &Workspace, port: u16, flags: &[&str]) -> Self {
+        let log = std::fs::File::create(ws.path().join(format!("emulator-{port}.log"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_orderload"))
+            .args(["emulator", "--listen", &format!("127.0.0.1:{port}")])
+            .args(flags)
+            .stdout(log)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let base_url = format!("http://127.0.0.1:{port}");
+        for _ in 0..200 {
+            if let Ok(r) = reqwest::get(format!("{base_url}/_emulator/state")).await {
+                if r.status().is_success() {
+                    return Self { child, base_url };
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let mut child = child;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        panic!("the emulator did not start on port {port}");
+    }
+
+    async fn state(&self) -> Value {
+        get_json(&format!("{}/_emulator/state", self.base_url)).await
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap(); // SIGKILL: no goodbye to open connections
+        self.child.wait().unwrap();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+pub const FAULT_ORDERS: usize = 80;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn combined_target_faults_and_an_emulator_restart_lose_nothing_and_duplicate_nothing() {
+    let ws = Workspace::new();
+    let port = free_port();
+    let emu = EmulatorProcess::start(&ws, port, FAULT_FLAGS).await;
+    ws.write_config(Some(&emu.base_url), SHOP);
+    small_batches(&ws, 2);
+    // Requests slower than this time out (the emulator's latency is raised mid-run).
+    edit_config(&ws, "[target.retry]", "timeout_secs = 1\n[target.retry]");
+    ingest_generated(&ws, FAULT_ORDERS, 1, "G");
+
+    let out_path = ws.path().join("submit.out");
+    let err_path = ws.path().join("submit.err");
+    let submit = ws
+        .cmd()
+        .arg("submit")
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+
+    // Timeouts: every request takes 1.5 s for a while, longer than the client waits.
+    assert!(
+        wait_until(Duration::from_secs(30), || count(&ws, "succeeded") >= 5).await,
+        "no progress"
+    );
+    post_json(
+        &format!("{}/_emulator/faults", emu.base_url),
+        json!({"latency_ms": 1500}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    post_json(
+        &format!("{}/_emulator/faults", emu.base_url),
+        json!({"latency_ms": 40}),
+    )
+    .await;
+    // Every token the client holds stops working at once.
+    post_json(
+        &format!("{}/_emulator/revoke-tokens", emu.base_url),
+        json!({}),
+    )
+    .await;
+
+    // Then the emulator dies and a new one (empty store) comes up on the same port.
+    wait_until(Duration::from_secs(30), || count(&ws, "succeeded") >= 30).await;
+    let old_state = emu.state().await;
+    let old_count = assert_stored_once(&emu.base_url).await;
+    emu.kill();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let emu = EmulatorProcess::start(&ws, port, FAULT_FLAGS).await;
+
+    let status = wait_child(submit, Duration::from_secs(120)).await;
+    let code = status.code().expect("exited, not killed");
+    let out = std::fs::read_to_string(&out_path).unwrap();
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    assert!(matches!(code, 0 | 3 | 5), "exit {code}\n{out}\n{err}");
+    // The exit code says what happened (DESIGN.md: 3 some failed, 5 target unavailable).
+    let outcome = ws.query_strings("SELECT outcome FROM runs WHERE command = 'submit'");
+    match code {
+        5 => {
+            assert_eq!(outcome, vec!["target_unavailable"]);
+            assert!(out.contains("stopped:"), "{out}");
+        }
+        3 => assert!(count(&ws, "failed") > 0, "{out}"),
+        _ => assert_eq!(count(&ws, "succeeded"), FAULT_ORDERS as i64),
+    }
+    // Nothing stuck, every failure with its reason, the books balance.
+    let report = assert_consistent(&ws).await;
+    assert_eq!(report["orders"]["total"], FAULT_ORDERS);
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM ledger WHERE to_status = 'failed' AND (COALESCE(error_code, '') = '' OR COALESCE(message, '') = '')"),
+        0
+    );
+    let failed_codes = ws.query_strings(
+        "SELECT DISTINCT last_error_code FROM staged_orders WHERE status = 'failed' ORDER BY 1",
+    );
+    let new_state = emu.state().await;
+    // The faults really happened.
+    assert!(
+        old_state["failed_injected"].as_u64().unwrap() > 0,
+        "{old_state}"
+    );
+    assert!(old_state["dropped"].as_u64().unwrap() > 0, "{old_state}");
+    assert!(old_state["throttled"].as_u64().unwrap() > 0, "{old_state}");
+    assert!(
+        old_state["tokens_issued"].as_u64().unwrap() >= 2,
+        "{old_state}"
+    );
+
+    // Faults off; resend what failed, what is pending, and what the dead emulator took with it.
+    post_json(
+        &format!("{}/_emulator/faults", emu.base_url),
+        json!({"fail_rate": 0.0, "drop_rate": 0.0, "latency_ms": 0}),
+    )
+    .await;
+    post_json(
+        &format!("{}/_emulator/limits", emu.base_url),
+        json!({"limit_requests": 100000}),
+    )
+    .await;
+    if count(&ws, "failed") > 0 {
+        assert_code(&run_async(&ws, &["rerun", "--failed"]).await, 0);
+    }
+    assert_code(&run_async(&ws, &["submit"]).await, 0);
+    let batches = ws.query_strings(
+        "SELECT CAST(id AS TEXT) FROM batches WHERE parent_batch_id IS NULL ORDER BY id",
+    );
+    let mut args = vec!["rerun", "--include-succeeded", "--batch"];
+    args.extend(batches.iter().map(String::as_str));
+    assert_code(&run_async(&ws, &args).await, 0);
+    assert_eq!(count(&ws, "succeeded"), FAULT_ORDERS as i64);
+    assert_eq!(
+        assert_stored_once(&emu.base_url).await,
+        FAULT_ORDERS,
+        "every order exactly once in the new emulator"
+    );
+    assert_consistent(&ws).await;
+    let last = emu.state().await;
+    eprintln!(
+        "fault figures: exit={code} failed_codes={failed_codes:?} stored_before_restart={old_count} old_emulator={old_state} new_emulator_during_run={new_state} new_emulator_final={last}"
+    );
+    emu.kill();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Concurrency: runs started together, a run during a rerun, a dead holder's lease.
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_runs_started_together_one_works_the_other_exits_4() {
+    let emu = emulator(|c| c.latency_ms = 200).await;
+    let ws = Workspace::new();
+    ws.write_config(
+        Some(&emu.base_url),
+        &format!(
+            "[[channel]]\nname = \"shop\"\nformat = \"shopify\"\ninbox = \"{}/inbox\"\n",
+            ws.path().display()
+        ),
+    );
+    small_batches(&ws, 2);
+    ws.write_file("inbox/a.csv", &shopify_csv(12, 1, "C"));
+    // Create the database first so both race for the lease, not for the schema (that race
+    // is the next test).
+    std::fs::create_dir_all(ws.path().join("empty")).unwrap();
+    assert_code(
+        &run_async(
+            &ws,
+            &[
+                "ingest",
+                "--channel",
+                "shop",
+                ws.path().join("empty").to_str().unwrap(),
+            ],
+        )
+        .await,
+        0,
+    );
+    let spawn = || {
+        ws.cmd()
+            .arg("run")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = tokio::task::spawn_blocking(move || {
+        (a.wait_with_output().unwrap(), b.wait_with_output().unwrap())
+    })
+    .await
+    .unwrap();
+    let mut codes = [a.status.code(), b.status.code()];
+    codes.sort();
+    assert_eq!(
+        codes,
+        [Some(0), Some(4)],
+        "a: {}\nb: {}",
+        stderr(&a),
+        stderr(&b)
+    );
+    let loser = if a.status.code() == Some(4) { &a } else { &b };
+    assert!(
+        stderr(loser).contains("holds the lease"),
+        "{}",
+        stderr(loser)
+    );
+    assert_eq!(count(&ws, "succeeded"), 12);
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM source_files"),
+        1,
+        "the file was read once"
+    );
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM runs WHERE outcome = 'lease_held'"),
+        1
+    );
+    assert_eq!(assert_stored_once(&emu.base_url).await, 12);
+    emu.shutdown().await;
+}
+
+#[test]
+fn two_first_runs_on_a_new_database_do_not_trip_over_the_schema() {
+    for round in 0..3 {
+        let ws = Workspace::new();
+        ws.write_config(None, SHOP);
+        let file = ws.write_file("in/a.csv", &shopify_csv(3, 1, "W"));
+        let spawn = || {
+            ws.cmd()
+                .args(["ingest", "--channel", "shop", file.to_str().unwrap()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn(), spawn());
+        let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+        for o in [&a, &b] {
+            assert!(
+                matches!(o.status.code(), Some(0) | Some(4)),
+                "round {round}: {}",
+                stderr(o)
+            );
+        }
+        assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders"), 3);
+        assert_eq!(ws.query_i64("SELECT COUNT(*) FROM source_files"), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_or_an_ingest_during_a_rerun_exits_4_and_touches_nothing() {
+    let emu = emulator(|c| c.fail_rate = 1.0).await;
+    let ws = Workspace::new();
+    ws.write_config(
+        Some(&emu.base_url),
+        &format!(
+            "[[channel]]\nname = \"shop\"\nformat = \"shopify\"\ninbox = \"{0}/inbox\"\narchive = \"{0}/archive\"\n",
+            ws.path().display()
+        ),
+    );
+    small_batches(&ws, 1);
+    edit_config(&ws, "max_retries = 8", "max_retries = 0");
+    ingest_generated(&ws, 6, 1, "R");
+    let out = run_async(&ws, &["submit"]).await;
+    assert!(
+        matches!(out.status.code(), Some(3) | Some(5)),
+        "{}",
+        stderr(&out)
+    );
+    post_json(
+        &format!("{}/_emulator/faults", emu.base_url),
+        json!({"fail_rate": 0.0, "latency_ms": 400}),
+    )
+    .await;
+    let rerun = ws
+        .cmd()
+        .args([
+            "rerun",
+            "--order",
+            "shop:#R1000",
+            "shop:#R1001",
+            "shop:#R1002",
+            "shop:#R1003",
+            "shop:#R1004",
+            "shop:#R1005",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || ws
+            .query_i64("SELECT COUNT(*) FROM lease")
+            == 1)
+        .await
+    );
+    ws.write_file("inbox/new.csv", &shopify_csv(2, 1, "N"));
+    let ledger_before = ws.query_i64("SELECT COUNT(*) FROM ledger WHERE order_id IN (SELECT id FROM staged_orders WHERE external_id LIKE '#N%')");
+    for args in [&["run"][..], &["ingest"][..], &["submit"][..]] {
+        let out = run_async(&ws, args).await;
+        assert_code(&out, 4);
+        assert!(
+            stderr(&out).contains("holds the lease"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    // Reading is always allowed.
+    assert_code(&run_async(&ws, &["report", "--format", "json"]).await, 0);
+    assert!(
+        ws.path().join("inbox/new.csv").exists(),
+        "the inbox file was not touched"
+    );
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE external_id LIKE '#N%'"),
+        0
+    );
+    assert_eq!(ledger_before, 0);
+    let rerun = tokio::task::spawn_blocking(move || rerun.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(rerun.status.code(), Some(0), "{}", stderr(&rerun));
+    assert_eq!(count(&ws, "succeeded"), 6);
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM runs WHERE outcome = 'lease_held'"),
+        3
+    );
+    // Once the rerun is done the next run picks the new file up.
+    assert_code(&run_async(&ws, &["run"]).await, 0);
+    assert_eq!(count(&ws, "succeeded"), 8);
+    assert_eq!(assert_stored_once(&emu.base_url).await, 8);
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_lease_of_a_dead_holder_on_this_host_is_taken_over_at_once_and_its_claims_recovered() {
+    let emu = emulator(|_| {}).await;
+    let ws = Workspace::new();
+    ws.write_config(Some(&emu.base_url), SHOP);
+    ingest_generated(&ws, 4, 1, "D");
+    let host = ws.query_strings("SELECT host FROM runs LIMIT 1")[0].clone();
+    // A process that has exited: its pid is free.
+    let mut dead = Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    dead.wait().unwrap();
+    let in_an_hour = (chrono::Utc::now() + chrono::Duration::hours(1))
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    let conn = rusqlite::Connection::open(ws.db_path()).unwrap();
+    // A live holder on this host (this test process) with a live lease: the run must wait.
+    conn.execute(
+        "INSERT INTO lease (name, holder, run_id, host, pid, acquired_at, heartbeat_at, expires_at) VALUES ('submitter', 'alive', NULL, ?1, ?2, ?3, ?3, ?3)",
+        rusqlite::params![host, std::process::id() as i64, in_an_hour],
+    )
+    .unwrap();
+    let out = run_async(&ws, &["submit"]).await;
+    assert_code(&out, 4);
+    // The holder dies mid-submit: two orders are left in flight under its claim.
+    conn.execute(
+        "UPDATE lease SET holder = 'ghost', pid = ?1",
+        [dead_pid as i64],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE staged_orders SET status = 'in_flight', claim_token = 'ghost', claim_expires_at = ?1 WHERE external_id IN ('#D1000', '#D1001')",
+        [&in_an_hour],
+    )
+    .unwrap();
+    drop(conn);
+    let started = Instant::now();
+    let out = run_async(&ws, &["submit"]).await;
+    assert_code(&out, 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "taken over at once, not after expiry"
+    );
+    assert!(
+        stderr(&out).contains("took over a stale lease"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("recovered 2 orders"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM ledger WHERE error_code = 'recovered'"),
+        2
+    );
+    assert_eq!(count(&ws, "succeeded"), 4);
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM lease"),
+        0,
+        "released at the end"
+    );
+    assert_eq!(assert_stored_once(&emu.base_url).await, 4);
+    emu.shutdown().await;
+}
