@@ -11,3 +11,4 @@ mod submit;
 mod reliability;
 mod bad_input;
 mod security;
+mod fuzz_corpus;
