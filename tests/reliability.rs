@@ -674,3 +674,27 @@ async fn the_lease_of_a_dead_holder_on_this_host_is_taken_over_at_once_and_its_c
     assert_eq!(assert_stored_once(&emu.base_url).await, 4);
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rerun_of_one_order_sends_that_order_only() {
+    let emu = emulator(|_| {}).await;
+    let ws = Workspace::new();
+    ws.write_config(Some(&emu.base_url), SHOP);
+    ingest_generated(&ws, 2, 1, "O");
+    assert_code(&run_async(&ws, &["submit"]).await, 0);
+    // New orders arrive and are not submitted yet; the operator resends one old order.
+    ingest_generated(&ws, 3, 1, "P");
+    let out = run_async(
+        &ws,
+        &["rerun", "--order", "shop:#O1000", "--include-succeeded"],
+    )
+    .await;
+    assert_code(&out, 0);
+    assert_eq!(
+        count(&ws, "pending"),
+        3,
+        "the rerun sent orders it was not asked to send"
+    );
+    assert_eq!(emu.state().await["salesorders"], 2);
+    emu.shutdown().await;
+}

@@ -441,9 +441,9 @@ impl SqliteStaging {
             "UPDATE staged_orders SET status = 'in_flight', claim_token = ?, claim_expires_at = ?, last_run_id = ?,
                     attempts = attempts + 1, updated_at = ?
              WHERE id IN (SELECT id FROM staged_orders
-                          WHERE status = 'pending'
-                             OR (status = 'failed' AND retryable = 1 AND attempts < ? AND COALESCE(last_run_id, -1) != ?)
-                          AND (? IS NULL OR id IN (SELECT value FROM json_each(?)))
+                          WHERE (status = 'pending'
+                                 OR (status = 'failed' AND retryable = 1 AND attempts < ? AND COALESCE(last_run_id, -1) != ?))
+                            AND (? IS NULL OR id IN (SELECT value FROM json_each(?)))
                           ORDER BY id LIMIT ?)
              RETURNING id, payload, attempts, retryable",
         )
