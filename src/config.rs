@@ -334,6 +334,12 @@ impl Config {
                         ));
                     }
                 }
+                if !ch.mapping.contains_key("sku") && !ch.mapping.contains_key("name") {
+                    return Err(invalid(
+                        key("mapping"),
+                        "format \"csv\" needs a mapping for `sku` or `name` (or both)",
+                    ));
+                }
                 if !ch.mapping.contains_key("currency") && ch.currency.is_none() {
                     return Err(invalid(
                         key("mapping"),
