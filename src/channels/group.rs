@@ -36,9 +36,9 @@ pub(crate) trait RowAdapter: Send {
     fn key(&self, rec: &Record) -> String {
         rec.get(self.key_column()).to_string()
     }
-    /// Structural check of a record (field count); default: none.
-    fn check_shape(&self, _rec: &Record) -> Result<(), Problem> {
-        Ok(())
+    /// Structural check of a record (field count); default: [`extra_cells`].
+    fn check_shape(&self, rec: &Record) -> Result<(), Problem> {
+        extra_cells(rec)
     }
     fn head(&self, rec: &Record) -> Result<Self::Head, Problem>;
     fn row(&self, rec: &Record) -> Result<Self::Row, Problem>;
@@ -136,6 +136,34 @@ impl<A: RowAdapter> GroupedReader<A> {
         }
     }
 
+    /// A record that is structurally broken: rejected with its own problem; the rest of its
+    /// order (when its key can still be read) is rejected as `order_incomplete`.
+    fn accept_defective(
+        &mut self,
+        number: u64,
+        raw: String,
+        fields: csv::StringRecord,
+        p: Problem,
+    ) {
+        let rec = Record {
+            fields: &fields,
+            columns: &self.source.columns,
+        };
+        let key = self.adapter.key(&rec);
+        if key.is_empty() || self.group.as_ref().is_none_or(|g| g.key != key) {
+            self.flush();
+            self.reject(number, raw, p);
+            return;
+        }
+        if let Some(group) = self.group.as_mut() {
+            group.rows.push(GroupRow {
+                number,
+                raw,
+                data: Err(p),
+            });
+        }
+    }
+
     fn flush(&mut self) {
         let Some(group) = self.group.take() else {
             return;
@@ -206,6 +234,32 @@ impl<A: RowAdapter> GroupedReader<A> {
     }
 }
 
+/// Reject a record with non-empty cells beyond the header: the values cannot be placed in a
+/// column, so the fields may be shifted. Trailing *empty* extra cells (a trailing delimiter)
+/// are accepted. Fewer cells than the header read as empty cells.
+pub(crate) fn extra_cells(rec: &Record) -> Result<(), Problem> {
+    let expected = rec.columns.len();
+    let extra: Vec<&str> = rec
+        .fields
+        .iter()
+        .skip(expected)
+        .filter(|f| !f.trim().is_empty())
+        .collect();
+    if extra.is_empty() {
+        return Ok(());
+    }
+    Err(Problem::new(
+        "",
+        "ragged_row",
+        format!(
+            "row has {} fields but the header has {expected} columns; value(s) {:?} beyond the \
+             last column cannot be matched to columns safely",
+            rec.fields.len(),
+            extra
+        ),
+    ))
+}
+
 fn in_order(key: &str, p: Problem) -> Problem {
     Problem {
         message: format!("order {key}: {}", p.message),
@@ -231,7 +285,10 @@ impl<A: RowAdapter> OrderReader for GroupedReader<A> {
                 return None;
             }
             match self.source.next_record() {
-                Some(r) => self.accept(r.number, r.raw, r.fields),
+                Some(r) => match r.defect {
+                    Some(p) => self.accept_defective(r.number, r.raw, r.fields, p),
+                    None => self.accept(r.number, r.raw, r.fields),
+                },
                 None => {
                     self.flush();
                     self.finished = true;

@@ -4,6 +4,7 @@
 //! record is kept (exactly as in the file, minus the line terminator) so that a rejected row
 //! can be stored as it was read. Memory holds the CSV parser's buffer plus one record.
 
+use super::fields::Problem;
 use csv::StringRecord;
 use std::collections::HashMap;
 use std::io::Read;
@@ -88,7 +89,13 @@ pub(crate) struct RawRecord {
     pub number: u64,
     pub raw: String,
     pub fields: StringRecord,
+    /// A structural defect found while reading (an unterminated quoted field).
+    pub defect: Option<Problem>,
 }
+
+/// A record that a format writes after its data (eBay's `"3","record(s) downloaded"`): it
+/// carries no order data, so it is skipped like a blank line and not counted as a row.
+pub(crate) type FooterTest = fn(&StringRecord) -> bool;
 
 /// Reads the header and then the data records of a delimited text stream.
 pub(crate) struct RecordSource {
@@ -96,6 +103,9 @@ pub(crate) struct RecordSource {
     pub columns: Columns,
     rows_read: u64,
     done: bool,
+    quoting: bool,
+    delimiter: u8,
+    footer: Option<FooterTest>,
     /// Set when the stream failed part-way (an I/O error); the records after it are unknown.
     pub error: Option<String>,
 }
@@ -129,10 +139,19 @@ impl RecordSource {
             columns: Columns::new(names),
             rows_read: 0,
             done: error.is_some(),
+            quoting,
+            delimiter,
+            footer: None,
             error,
         };
         source.release_up_to_position();
         source
+    }
+
+    /// Skip (and do not count) records that `is_footer` recognises.
+    pub fn with_footer(mut self, is_footer: FooterTest) -> Self {
+        self.footer = Some(is_footer);
+        self
     }
 
     pub fn rows_read(&self) -> u64 {
@@ -163,11 +182,24 @@ impl RecordSource {
                     if fields.iter().all(|f| f.trim().is_empty()) {
                         continue;
                     }
+                    if self.footer.is_some_and(|is_footer| is_footer(&fields)) {
+                        continue;
+                    }
                     self.rows_read += 1;
+                    let defect = if self.quoting {
+                        self.unterminated_quote(&raw, &fields)
+                    } else {
+                        None
+                    };
+                    if defect.is_some() {
+                        // Everything after the opening quote was swallowed into one cell.
+                        self.done = true;
+                    }
                     return Some(RawRecord {
                         number: self.rows_read,
                         raw,
                         fields,
+                        defect,
                     });
                 }
                 Ok(false) => {
@@ -183,6 +215,66 @@ impl RecordSource {
             }
         }
     }
+}
+
+impl RecordSource {
+    /// A record whose last quoted field was never closed: the file was cut (or a quote is
+    /// missing) and the parser took the rest of the file into that cell. Only the last record
+    /// of a file can be in this state.
+    fn unterminated_quote(&self, raw: &str, fields: &StringRecord) -> Option<Problem> {
+        if !ends_inside_quotes(raw, self.csv_delimiter()) {
+            return None;
+        }
+        let index = fields.len().saturating_sub(1);
+        let column = self.columns.names.get(index).cloned().unwrap_or_default();
+        let shown = if column.is_empty() {
+            format!("field {}", index + 1)
+        } else {
+            format!("column {column:?}")
+        };
+        Some(Problem::new(
+            &column,
+            "unterminated_quote",
+            format!(
+                "record {}: the quoted value in {shown} is never closed (file cut short or a \
+                 missing quote); it runs to the end of the file, so the record is not used",
+                self.rows_read
+            ),
+        ))
+    }
+
+    fn csv_delimiter(&self) -> u8 {
+        self.delimiter
+    }
+}
+
+/// Does a record's raw text end inside a quoted field (RFC 4180 rules: a field is quoted when
+/// its first character is `"`; `""` inside is an escaped quote)?
+pub(crate) fn ends_inside_quotes(raw: &str, delimiter: u8) -> bool {
+    let mut at_field_start = true;
+    let mut quoted = false;
+    let mut bytes = raw.bytes().peekable();
+    while let Some(b) = bytes.next() {
+        if quoted {
+            if b == b'"' {
+                if bytes.peek() == Some(&b'"') {
+                    bytes.next();
+                } else {
+                    quoted = false;
+                }
+            }
+            continue;
+        }
+        if at_field_start && b == b'"' {
+            quoted = true;
+            at_field_start = false;
+        } else if b == delimiter || b == b'\n' || b == b'\r' {
+            at_field_start = true;
+        } else {
+            at_field_start = false;
+        }
+    }
+    quoted
 }
 
 /// Count `,`, `;` and TAB outside double quotes in a header line; the most frequent wins
