@@ -412,6 +412,7 @@ impl ChannelConfig {
             time_zone: self.time_zone.as_deref().and_then(|t| t.parse().ok()),
             mapping: self.mapping.clone(),
             default_currency: self.currency.clone(),
+            archive: self.archive.clone(),
         }
     }
 }

@@ -67,6 +67,7 @@ impl ChannelTarget {
             time_zone: Some("Europe/Berlin".parse().expect("a known IANA zone")),
             mapping,
             default_currency: Some("EUR".to_string()),
+            archive: None,
         }
     }
 }

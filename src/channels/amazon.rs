@@ -45,7 +45,7 @@ pub(crate) const REQUIRED_UNSHIPPED: &[&[&str]] = &[
     &["quantity-purchased"],
 ];
 
-const VAT_INCLUSIVE_CHANNELS: &[&str] = &[
+pub(crate) const VAT_INCLUSIVE_CHANNELS: &[&str] = &[
     "amazon.co.uk",
     "amazon.de",
     "amazon.fr",

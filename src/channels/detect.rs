@@ -1,7 +1,9 @@
 //! Format detection by header signature (channel-formats.md §10) and the check that a header
 //! fits the format a channel is configured with.
 
-use super::{amazon, mapped_csv, shopify, woocommerce, ChannelSpec, Format};
+use super::{
+    amazon, bigcommerce, ebay, etsy, mapped_csv, shopify, woocommerce, ChannelSpec, Format,
+};
 
 /// A concrete file layout an adapter reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,6 +13,10 @@ pub(crate) enum Layout {
     AmazonUnshipped,
     WooAlgolPlus,
     WooSkyVerge,
+    Ebay,
+    EtsyItems,
+    EtsyOrders,
+    BigCommerce,
     Mapped,
 }
 
@@ -20,6 +26,9 @@ impl Layout {
             Layout::Shopify => Format::Shopify,
             Layout::AmazonAllOrders | Layout::AmazonUnshipped => Format::Amazon,
             Layout::WooAlgolPlus | Layout::WooSkyVerge => Format::Woocommerce,
+            Layout::Ebay => Format::Ebay,
+            Layout::EtsyItems | Layout::EtsyOrders => Format::Etsy,
+            Layout::BigCommerce => Format::Bigcommerce,
             Layout::Mapped => Format::Csv,
         }
     }
@@ -33,6 +42,10 @@ impl Layout {
             Layout::WooSkyVerge => {
                 "WooCommerce Customer/Order CSV Export (SkyVerge), one row per item"
             }
+            Layout::Ebay => "eBay Orders report",
+            Layout::EtsyItems => "Etsy Sold Order Items",
+            Layout::EtsyOrders => "Etsy Sold Orders",
+            Layout::BigCommerce => "BigCommerce orders export",
             Layout::Mapped => "mapped CSV",
         }
     }
@@ -44,6 +57,10 @@ impl Layout {
             Layout::AmazonUnshipped => amazon::REQUIRED_UNSHIPPED,
             Layout::WooAlgolPlus => woocommerce::REQUIRED_ALGOLPLUS,
             Layout::WooSkyVerge => woocommerce::REQUIRED_SKYVERGE,
+            Layout::Ebay => ebay::REQUIRED,
+            Layout::EtsyItems => etsy::REQUIRED_ITEMS,
+            Layout::EtsyOrders => etsy::REQUIRED_ORDERS,
+            Layout::BigCommerce => bigcommerce::REQUIRED,
             Layout::Mapped => &[],
         }
     }
@@ -107,21 +124,21 @@ const SIGNATURES: &[(&str, &[&str], Option<Layout>)] = &[
         &["order-id", "tracking-id", "expected-ship-date"],
         None,
     ),
-    (
-        "eBay Orders report",
-        &["Sales record number", "Order number"],
-        None,
-    ),
+    ("eBay Orders report", ebay::SIGNATURE, Some(Layout::Ebay)),
     (
         "Etsy Sold Order Items",
-        &["Sale Date", "Item Name", "Buyer", "Quantity"],
-        None,
+        etsy::ITEMS_SIGNATURE,
+        Some(Layout::EtsyItems),
     ),
-    ("Etsy Sold Orders", &["Sale Date", "Order ID"], None),
+    (
+        "Etsy Sold Orders",
+        etsy::ORDERS_SIGNATURE,
+        Some(Layout::EtsyOrders),
+    ),
     (
         "BigCommerce orders export",
-        &["Order ID", "Customer ID", "Customer Name"],
-        None,
+        bigcommerce::SIGNATURE,
+        Some(Layout::BigCommerce),
     ),
     (
         "Magento order grid",
@@ -134,11 +151,22 @@ fn starts_with(cells: &[String], sig: &[&str]) -> bool {
     cells.len() >= sig.len() && cells.iter().zip(sig).all(|(c, s)| c == s)
 }
 
+/// eBay's UK and US reports differ in case (`Order number` / `Order Number`).
+fn starts_with_ignoring_case(cells: &[String], sig: &[&str]) -> bool {
+    cells.len() >= sig.len()
+        && cells
+            .iter()
+            .zip(sig)
+            .all(|(c, s)| c.eq_ignore_ascii_case(s))
+}
+
 /// Detect the layout of a delimited file from its header cells.
 pub(crate) fn detect(cells: &[String]) -> Result<Layout, DetectError> {
     let has = |n: &str| cells.iter().any(|c| c == n);
     let layout = if starts_with(cells, SIGNATURES[0].1) && has("Lineitem quantity") {
         Some(Layout::Shopify)
+    } else if starts_with_ignoring_case(cells, ebay::SIGNATURE) {
+        Some(Layout::Ebay)
     } else if has("Order Number")
         && cells
             .iter()
@@ -176,7 +204,10 @@ fn nearest(cells: &[String]) -> String {
     let best = SIGNATURES
         .iter()
         .map(|(name, sig, _)| {
-            let found = sig.iter().filter(|s| cells.iter().any(|c| c == *s)).count();
+            let found = sig
+                .iter()
+                .filter(|s| cells.iter().any(|c| c.eq_ignore_ascii_case(s)))
+                .count();
             (found * 100 / sig.len(), found, name, sig)
         })
         .max_by_key(|(score, found, _, _)| (*score, *found));
@@ -194,7 +225,7 @@ fn nearest(cells: &[String]) -> String {
 }
 
 fn check_layout(layout: Layout, cells: &[String]) -> Result<(), DetectError> {
-    let missing = missing_columns(layout.required(), cells);
+    let missing = layout_missing(layout, cells);
     if missing.is_empty() {
         return Ok(());
     }
@@ -209,6 +240,14 @@ fn check_layout(layout: Layout, cells: &[String]) -> Result<(), DetectError> {
         layout.describe(),
         missing.join(", ")
     )))
+}
+
+fn layout_missing(layout: Layout, cells: &[String]) -> Vec<String> {
+    if layout == Layout::Ebay {
+        ebay::missing(cells)
+    } else {
+        missing_columns(layout.required(), cells)
+    }
 }
 
 fn missing_columns(required: &[&[&str]], cells: &[String]) -> Vec<String> {
@@ -234,6 +273,23 @@ pub(crate) fn check(
         Format::Shopify => &[Layout::Shopify],
         Format::Amazon => &[Layout::AmazonAllOrders, Layout::AmazonUnshipped],
         Format::Woocommerce => &[Layout::WooAlgolPlus, Layout::WooSkyVerge],
+        Format::Ebay => &[Layout::Ebay],
+        Format::Etsy => {
+            // Both Etsy files have the required columns of the other's signature; pick by it.
+            if starts_with(cells, etsy::ITEMS_SIGNATURE) || cells.iter().any(|c| c == "Item Name") {
+                &[Layout::EtsyItems]
+            } else {
+                &[Layout::EtsyOrders]
+            }
+        }
+        Format::Bigcommerce => &[Layout::BigCommerce],
+        Format::Magento => {
+            return Err(DetectError::Invalid(
+                "the channel's format is magento, which reads the REST GET /V1/orders JSON; \
+                 the order grid CSV has no line items"
+                    .into(),
+            ))
+        }
         Format::Csv => {
             return mapped_csv::check_mapping(spec, cells)
                 .map(|_| Layout::Mapped)
@@ -242,7 +298,7 @@ pub(crate) fn check(
     };
     let mut best: Option<(usize, Layout, Vec<String>)> = None;
     for &l in candidates {
-        let missing = missing_columns(l.required(), cells);
+        let missing = layout_missing(l, cells);
         if missing.is_empty() {
             return Ok(l);
         }
@@ -280,9 +336,9 @@ mod tests {
 
     #[test]
     fn known_but_unsupported_and_unknown_headers_say_what_they_look_like() {
-        let ebay = cells("Sales record number,Order number,Buyer username", ',');
-        match detect(&ebay) {
-            Err(DetectError::Unrecognized(m)) => assert!(m.contains("eBay"), "{m}"),
+        let grid = cells("ID,Purchase Point,Purchase Date,Bill-to Name", ',');
+        match detect(&grid) {
+            Err(DetectError::Unrecognized(m)) => assert!(m.contains("Magento"), "{m}"),
             other => panic!("{other:?}"),
         }
         let odd = cells("Name,Email,Total,Whatever", ',');

@@ -34,6 +34,7 @@ pub(crate) fn sample_spec() -> ChannelSpec {
         time_zone: None,
         mapping,
         default_currency: Some("GBP".into()),
+        archive: None,
     }
 }
 

@@ -6,14 +6,22 @@
 //! up either in exactly one yielded order's `source.rows` or in exactly one [`RejectedRow`].
 
 mod amazon;
+mod amazon_json;
+mod bigcommerce;
 mod decode;
 mod detect;
 mod draft;
+mod ebay;
+mod etsy;
 mod fields;
 mod group;
+mod json_stream;
+mod magento;
 pub mod mapped_csv;
 mod records;
 mod shopify;
+mod shopify_json;
+mod spreadsheet;
 mod woocommerce;
 mod woocommerce_json;
 
@@ -24,6 +32,7 @@ use records::RecordSource;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 /// A supported export format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -33,6 +42,10 @@ pub enum Format {
     Amazon,
     Woocommerce,
     Csv,
+    Ebay,
+    Etsy,
+    Bigcommerce,
+    Magento,
 }
 
 impl Format {
@@ -42,6 +55,10 @@ impl Format {
             Format::Amazon => "amazon",
             Format::Woocommerce => "woocommerce",
             Format::Csv => "csv",
+            Format::Ebay => "ebay",
+            Format::Etsy => "etsy",
+            Format::Bigcommerce => "bigcommerce",
+            Format::Magento => "magento",
         }
     }
 }
@@ -57,8 +74,11 @@ pub struct ChannelSpec {
     pub time_zone: Option<chrono_tz::Tz>,
     /// For `Format::Csv`: canonical field name → column header in the file.
     pub mapping: BTreeMap<String, String>,
-    /// For `Format::Csv`: currency to use when the file has no currency column.
+    /// For `Format::Csv`: currency to use when the file has no currency column (also eBay
+    /// amounts without a currency, BigCommerce files without `Order Currency Code`).
     pub default_currency: Option<String>,
+    /// The channel's archive folder: where a sibling file (Etsy) may already have been moved.
+    pub archive: Option<std::path::PathBuf>,
 }
 
 /// A row that could not become part of a valid order. Nothing read is dropped silently.
@@ -143,7 +163,7 @@ pub fn open_file(path: &Path, spec: &ChannelSpec) -> Result<OpenedFile, FileErro
     let survey = decode::survey(path)?;
     let text = decode::open_text(path, &survey)?.ok_or_else(|| FileError::Empty { path: p() })?;
     let encoding = if survey.utf8 { "utf-8" } else { "windows-1252" };
-    let notes = survey.notes;
+    let notes = survey.notes.clone();
     let opened = |format: Format, reader: Box<dyn OrderReader>| OpenedFile {
         format,
         encoding,
@@ -152,23 +172,65 @@ pub fn open_file(path: &Path, spec: &ChannelSpec) -> Result<OpenedFile, FileErro
     };
     let first = text.first_line.trim_start();
     if first.starts_with('[') || first.starts_with('{') {
-        return match spec.format {
-            None | Some(Format::Woocommerce) => Ok(opened(
+        let (flavor, reader) = json_flavor(text.reader, spec.format);
+        let name = spec.name.clone();
+        let json = |reader, env, keys, convert: json_stream::Convert| -> Box<dyn OrderReader> {
+            Box::new(json_stream::JsonOrderReader::new(
+                reader,
+                env,
+                keys,
+                convert,
+                p(),
+            ))
+        };
+        return match (spec.format, flavor) {
+            (None | Some(Format::Shopify), Format::Shopify) => Ok(opened(
+                Format::Shopify,
+                json(
+                    reader,
+                    &shopify_json::ENVELOPE,
+                    shopify_json::KEY_FIELDS,
+                    Box::new(move |o| shopify_json::order_from_json(o, &name)),
+                ),
+            )),
+            (None | Some(Format::Amazon), Format::Amazon) => Ok(opened(
+                Format::Amazon,
+                json(
+                    reader,
+                    &amazon_json::ENVELOPE,
+                    amazon_json::KEY_FIELDS,
+                    Box::new(move |o| amazon_json::order_from_json(o, &name)),
+                ),
+            )),
+            (None | Some(Format::Magento), Format::Magento) => Ok(opened(
+                Format::Magento,
+                json(
+                    reader,
+                    &magento::ENVELOPE,
+                    magento::KEY_FIELDS,
+                    Box::new(move |o| magento::order_from_json(o, &name)),
+                ),
+            )),
+            (None | Some(Format::Woocommerce), Format::Woocommerce) => Ok(opened(
                 Format::Woocommerce,
                 Box::new(woocommerce_json::WooJsonReader::new(
-                    text.reader,
-                    spec.name.clone(),
+                    reader,
+                    name,
                     spec.time_zone,
                     p(),
                 )),
             )),
-            Some(f) => Err(FileError::Invalid {
+            (Some(f), _) => Err(FileError::Invalid {
                 path: p(),
                 detail: format!(
                     "the file is JSON, but the channel's format {} reads delimited text \
-                     (only woocommerce reads JSON: the REST v3 orders)",
+                     (JSON is read by shopify, amazon, magento and woocommerce)",
                     f.as_str()
                 ),
+            }),
+            (None, f) => Err(FileError::UnrecognizedFormat {
+                path: p(),
+                detail: format!("JSON detected as {}, which is not read as JSON", f.as_str()),
             }),
         };
     }
@@ -183,6 +245,8 @@ pub fn open_file(path: &Path, spec: &ChannelSpec) -> Result<OpenedFile, FileErro
         DetectError::Invalid(detail) => FileError::Invalid { path: p(), detail },
     })?;
     let decimal_comma = delimiter == b';';
+    let mut notes = notes;
+    notes.extend(damage_notes(path, &survey, delimiter, layout));
     let name = spec.name.clone();
     let zone = spec.time_zone;
     let reader: Box<dyn OrderReader> = match layout {
@@ -242,6 +306,58 @@ pub fn open_file(path: &Path, spec: &ChannelSpec) -> Result<OpenedFile, FileErro
                 p(),
             ))
         }
+        Layout::Ebay => {
+            let source =
+                RecordSource::new(text.reader, delimiter, true).with_footer(ebay::is_footer);
+            let adapter =
+                ebay::Ebay::new(name, zone, spec.default_currency.clone(), &source.columns);
+            Box::new(GroupedReader::new(adapter, source, p()))
+        }
+        Layout::EtsyItems => {
+            let (orders, note) = etsy_sibling(path, spec, true);
+            notes.push(note);
+            let orders = orders.map(|source| Arc::new(etsy::index_orders(source, zone)));
+            let source = RecordSource::new(text.reader, delimiter, true);
+            Box::new(GroupedReader::new(
+                etsy::EtsyItems {
+                    channel: name,
+                    zone,
+                    orders,
+                },
+                source,
+                p(),
+            ))
+        }
+        Layout::EtsyOrders => {
+            let (items, note) = etsy_sibling(path, spec, false);
+            notes.push(note);
+            let items = items.map(|source| {
+                let sibling = etsy::sibling_name(path, false).unwrap_or_default();
+                (etsy::index_items(source), sibling)
+            });
+            let source = RecordSource::new(text.reader, delimiter, true);
+            Box::new(GroupedReader::new(
+                etsy::EtsyOrders {
+                    channel: name,
+                    zone,
+                    items,
+                },
+                source,
+                p(),
+            ))
+        }
+        Layout::BigCommerce => {
+            let source = RecordSource::new(text.reader, delimiter, true);
+            Box::new(GroupedReader::new(
+                bigcommerce::BigCommerce {
+                    channel: name,
+                    zone,
+                    default_currency: spec.default_currency.clone(),
+                },
+                source,
+                p(),
+            ))
+        }
         Layout::Mapped => {
             let source = RecordSource::new(text.reader, delimiter, true);
             Box::new(GroupedReader::new(
@@ -251,7 +367,119 @@ pub fn open_file(path: &Path, spec: &ChannelSpec) -> Result<OpenedFile, FileErro
             ))
         }
     };
-    Ok(opened(layout.format(), reader))
+    Ok(OpenedFile {
+        format: layout.format(),
+        encoding,
+        notes,
+        reader,
+    })
+}
+
+/// Which JSON export a file holds, from its first 64 KiB (keys only the format uses); the
+/// configured format wins. Returns the stream with the peeked bytes put back.
+fn json_flavor(
+    mut input: Box<dyn std::io::Read + Send>,
+    configured: Option<Format>,
+) -> (Format, Box<dyn std::io::Read + Send>) {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let _ = (&mut input).take(64 * 1024).read_to_end(&mut head);
+    let text = String::from_utf8_lossy(&head);
+    let has = |k: &str| text.contains(&format!("\"{k}\""));
+    let flavor = match configured {
+        Some(f) => f,
+        None if has("AmazonOrderId") => Format::Amazon,
+        None if has("increment_id") || has("search_criteria") || has("order_currency_code") => {
+            Format::Magento
+        }
+        None if has("financial_status") || has("total_price") || has("subtotal_price") => {
+            Format::Shopify
+        }
+        None => Format::Woocommerce,
+    };
+    (flavor, Box::new(std::io::Cursor::new(head).chain(input)))
+}
+
+/// Notes about spreadsheet damage: a `.csv` that is not comma-delimited, postal codes that
+/// lost their leading zeros (a second streaming pass over the records; values are kept).
+fn damage_notes(
+    path: &Path,
+    survey: &decode::Survey,
+    delimiter: u8,
+    layout: Layout,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    let is_csv = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    if is_csv && delimiter != b',' {
+        let d = if delimiter == b'\t' { "TAB" } else { "';'" };
+        notes.push(format!(
+            "a .csv file delimited by {d} (saved by a spreadsheet?); read with that delimiter"
+        ));
+    }
+    let quoting = !matches!(layout, Layout::AmazonAllOrders | Layout::AmazonUnshipped);
+    if let Ok(Some(text)) = decode::open_text(path, survey) {
+        let source = RecordSource::new(text.reader, delimiter, quoting);
+        notes.extend(spreadsheet::postal_code_note(source));
+    }
+    notes
+}
+
+/// Open a delimited file's records (its own encoding and delimiter) for an index.
+fn open_records(path: &Path) -> Result<(Vec<String>, RecordSource), FileError> {
+    let survey = decode::survey(path)?;
+    let text = decode::open_text(path, &survey)?.ok_or_else(|| FileError::Empty {
+        path: path.display().to_string(),
+    })?;
+    let delimiter = records::sniff_delimiter(&text.first_line);
+    let cells = records::header_cells(&text.first_line, delimiter);
+    Ok((cells, RecordSource::new(text.reader, delimiter, true)))
+}
+
+/// The other Etsy file of the same period, opened, and the note saying what was found.
+fn etsy_sibling(path: &Path, spec: &ChannelSpec, items: bool) -> (Option<RecordSource>, String) {
+    let (kind, wanted) = if items {
+        ("Sold Orders", Layout::EtsyOrders)
+    } else {
+        ("Sold Order Items", Layout::EtsyItems)
+    };
+    let consequence = if items {
+        "lines staged without the order total and status"
+    } else {
+        "its orders cannot be staged (no lines)"
+    };
+    let Some(name) = etsy::sibling_name(path, items) else {
+        return (
+            None,
+            format!(
+                "the file name does not follow Etsy's EtsySoldOrder{}<period>.csv, so no {kind} \
+                 file was looked for: {consequence}",
+                if items { "Items" } else { "s" }
+            ),
+        );
+    };
+    let Some(found) = etsy::find_sibling(path, &name, spec.archive.as_deref()) else {
+        return (
+            None,
+            format!("{name} not found next to this file or in the archive: {consequence}"),
+        );
+    };
+    match open_records(&found) {
+        Ok((cells, source)) if detect::detect(&cells) == Ok(wanted) => (
+            Some(source),
+            format!("joined on Order ID with {}", found.display()),
+        ),
+        Ok(_) => (
+            None,
+            format!(
+                "{} is not an Etsy {kind} file: {consequence}",
+                found.display()
+            ),
+        ),
+        Err(e) => (None, format!("{e}: {consequence}")),
+    }
 }
 
 #[cfg(test)]

@@ -176,7 +176,7 @@ fn configured_format_that_does_not_fit_names_missing_columns() {
         other => panic!("expected Invalid, got {:?}", other.map(|r| r.rows_read)),
     }
     let spec = ChannelSpec {
-        format: Some(Format::Shopify),
+        format: Some(Format::Ebay),
         ..detect_spec()
     };
     assert!(matches!(
@@ -394,4 +394,49 @@ fn sample_mapped_csv() {
         o.lines_total() + o.lines[0].tax + o.shipping_amount.unwrap(),
         dec("26.60")
     );
+}
+
+#[test]
+#[ignore]
+fn dump_new_samples() {
+    let berlin: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+    for f in [
+        "ebay/eBay-OrdersReport-Jun-02-2023-10_15_00-0700-1234.csv",
+        "ebay/us-orders-report.csv",
+        "etsy/EtsySoldOrderItems2023-1.csv",
+        "etsy/EtsySoldOrders2023-1.csv",
+        "etsy/EtsySoldOrderItems2023-2.csv",
+        "bigcommerce/orders-2024-09.csv",
+        "shopify-json/orders.json",
+        "amazon-json/orders-with-items.json",
+        "magento/orders.json",
+    ] {
+        let spec = ChannelSpec {
+            time_zone: Some(berlin),
+            ..detect_spec()
+        };
+        let r = read_path(&sample(f), &spec).unwrap();
+        println!(
+            "== {f}: {:?} {} rows {} notes {:?}",
+            r.format, r.encoding, r.rows_read, r.notes
+        );
+        for o in &r.orders {
+            println!(
+                "  {} {} {} {} lines={} sub={:?} ship={:?} tax={:?} disc={:?} total={:?} incl={} st={:?} rows={:?}",
+                o.external_id, o.created_at.to_rfc3339(), o.created_at_original, o.currency.as_str(), o.lines.len(), o.subtotal, o.shipping_amount, o.tax, o.discount, o.total, o.taxes_included, o.financial_status, o.source.rows
+            );
+            for l in &o.lines {
+                println!(
+                    "     {:?} {} {} x {} disc {} tax {}",
+                    l.sku, l.name, l.quantity, l.unit_price, l.discount, l.tax
+                );
+            }
+        }
+        for x in &r.rejected {
+            println!(
+                "  REJ {} {:?} {} {}",
+                x.row_number, x.column, x.reason_code, x.message
+            );
+        }
+    }
 }

@@ -1,0 +1,444 @@
+//! Streaming reader for JSON exports that wrap their orders in an envelope:
+//! `{"orders": [ … ]}` (Shopify REST), `{"order": {…}}`, `{"payload": {"Orders": [ … ]}}`
+//! (Amazon SP-API), `{"items": [ … ], "search_criteria": …, "total_count": …}` (Magento), or a
+//! bare array.
+//!
+//! A small byte scanner walks the envelope (skipping values it does not need without keeping
+//! them) and hands each order's bytes to serde, so memory holds one order, not the file. Each
+//! order object is one row. A file in which no order list is found yields one rejected row
+//! saying so, so that nothing read goes unaccounted.
+
+use super::fields::Problem;
+use super::{Item, OrderReader, RejectedRow};
+use crate::model::Order;
+use serde_json::{Map, Value};
+use std::io::{BufRead, BufReader, Read};
+
+/// Largest single order object accepted.
+const MAX_ORDER_BYTES: usize = 16 * 1024 * 1024;
+/// Rejected records keep at most this much raw text.
+const MAX_RAW: usize = 64 * 1024;
+
+/// Where the orders are in a format's envelope.
+pub(crate) struct Envelope {
+    /// Keys whose array value lists the orders.
+    pub arrays: &'static [&'static str],
+    /// Keys whose object value is one order.
+    pub singles: &'static [&'static str],
+    /// Keys whose object value is entered to look further (`payload`).
+    pub descend: &'static [&'static str],
+    /// What to say when no order list is found.
+    pub expected: &'static str,
+}
+
+#[derive(PartialEq)]
+enum State {
+    Start,
+    InObject,
+    InArray,
+    Done,
+}
+
+/// Converts one order object; errors become the row's rejection.
+pub(crate) type Convert = Box<dyn Fn(&Map<String, Value>) -> Result<Order, Problem> + Send>;
+
+pub(crate) struct JsonOrderReader {
+    input: BufReader<Box<dyn Read + Send>>,
+    envelope: &'static Envelope,
+    convert: Convert,
+    /// Keys tried, in order, to name the order in a rejection message.
+    key_fields: &'static [&'static str],
+    state: State,
+    /// Objects entered (the top-level object and `descend` ones).
+    depth: usize,
+    found: bool,
+    rows_read: u64,
+    path: String,
+}
+
+impl JsonOrderReader {
+    pub fn new(
+        input: Box<dyn Read + Send>,
+        envelope: &'static Envelope,
+        key_fields: &'static [&'static str],
+        convert: Convert,
+        path: String,
+    ) -> Self {
+        JsonOrderReader {
+            input: BufReader::with_capacity(64 * 1024, input),
+            envelope,
+            convert,
+            key_fields,
+            state: State::Start,
+            depth: 0,
+            found: false,
+            rows_read: 0,
+            path,
+        }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        loop {
+            let buf = self.input.fill_buf().ok()?;
+            let first = *buf.first()?;
+            if first.is_ascii_whitespace() {
+                self.input.consume(1);
+            } else {
+                return Some(first);
+            }
+        }
+    }
+
+    fn consume(&mut self) {
+        self.input.consume(1);
+    }
+
+    /// Read one JSON value's bytes (kept only when `keep`). `Err` = the value broke off.
+    fn read_value(&mut self, keep: bool) -> Result<Vec<u8>, Vec<u8>> {
+        let mut out = Vec::new();
+        let mut len = 0usize;
+        let mut depth = 0usize;
+        let mut in_string = false;
+        let mut escaped = false;
+        loop {
+            let Some(&b) = self.input.fill_buf().ok().and_then(|buf| buf.first()) else {
+                return if depth == 0 && !in_string && len > 0 {
+                    Ok(out)
+                } else {
+                    Err(out)
+                };
+            };
+            if !in_string
+                && depth == 0
+                && len > 0
+                && (matches!(b, b',' | b']' | b'}' | b':') || b.is_ascii_whitespace())
+            {
+                return Ok(out);
+            }
+            self.input.consume(1);
+            len += 1;
+            if keep {
+                out.push(b);
+                if out.len() > MAX_ORDER_BYTES {
+                    return Err(out);
+                }
+            }
+            if in_string {
+                if escaped {
+                    escaped = false;
+                } else if b == b'\\' {
+                    escaped = true;
+                } else if b == b'"' {
+                    in_string = false;
+                    if depth == 0 {
+                        return Ok(out);
+                    }
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_string = true,
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        return Ok(out);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A structural problem in the envelope: one rejected row, then stop.
+    fn broken(&mut self, what: &str) -> Item {
+        self.state = State::Done;
+        self.found = true;
+        self.rows_read += 1;
+        Item::Rejected(RejectedRow {
+            row_number: self.rows_read,
+            column: None,
+            reason_code: "bad_json".into(),
+            message: format!("{what}; expected {}", self.envelope.expected),
+            raw: String::new(),
+        })
+    }
+
+    fn record(&mut self, bytes: Result<Vec<u8>, Vec<u8>>) -> Item {
+        self.rows_read += 1;
+        let number = self.rows_read;
+        let (bytes, truncated) = match bytes {
+            Ok(b) => (b, false),
+            Err(b) => (b, true),
+        };
+        let raw = raw_text(&bytes);
+        let reject = |p: Problem| {
+            Item::Rejected(RejectedRow {
+                row_number: number,
+                column: p.column,
+                reason_code: p.reason.to_string(),
+                message: p.message,
+                raw: raw.clone(),
+            })
+        };
+        if truncated {
+            self.state = State::Done;
+            return reject(Problem::new(
+                "",
+                "bad_json",
+                "the JSON ends inside this order (truncated file?) or the order is larger than 16 MB",
+            ));
+        }
+        let obj = match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(o)) => o,
+            Ok(_) => {
+                return reject(Problem::new(
+                    "",
+                    "bad_json",
+                    "expected an order object ({...})",
+                ))
+            }
+            Err(e) => return reject(Problem::new("", "bad_json", format!("invalid JSON: {e}"))),
+        };
+        match (self.convert)(&obj) {
+            Ok(mut order) => {
+                order.source.rows = vec![number];
+                order.source.path = Some(self.path.clone());
+                Item::Order(Box::new(order))
+            }
+            Err(p) => {
+                let key = self.key_fields.iter().find_map(|k| scalar(obj.get(*k)));
+                reject(match key {
+                    Some(k) => Problem {
+                        message: format!("order {k}: {}", p.message),
+                        ..p
+                    },
+                    None => p,
+                })
+            }
+        }
+    }
+
+    fn end_of_input(&mut self) -> Option<Item> {
+        self.state = State::Done;
+        if self.found {
+            return None;
+        }
+        Some(self.broken("no order list found in the file"))
+    }
+}
+
+fn raw_text(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    if text.len() <= MAX_RAW {
+        return text.into_owned();
+    }
+    let mut cut = MAX_RAW;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…(truncated)", &text[..cut])
+}
+
+impl OrderReader for JsonOrderReader {
+    fn next_item(&mut self) -> Option<Item> {
+        loop {
+            match self.state {
+                State::Done => return None,
+                State::Start => match self.peek() {
+                    Some(b'[') => {
+                        self.consume();
+                        self.found = true;
+                        self.state = State::InArray;
+                    }
+                    Some(b'{') => {
+                        self.consume();
+                        self.depth = 1;
+                        self.state = State::InObject;
+                    }
+                    Some(_) => return Some(self.broken("the file does not start with { or [")),
+                    None => return self.end_of_input(),
+                },
+                State::InArray => match self.peek() {
+                    None => return self.end_of_input(),
+                    Some(b']') => {
+                        self.consume();
+                        self.state = if self.depth > 0 {
+                            State::InObject
+                        } else {
+                            State::Done
+                        };
+                    }
+                    Some(b',') => self.consume(),
+                    Some(_) => {
+                        let v = self.read_value(true);
+                        return Some(self.record(v));
+                    }
+                },
+                State::InObject => match self.peek() {
+                    None => return self.end_of_input(),
+                    Some(b'}') => {
+                        self.consume();
+                        self.depth -= 1;
+                        if self.depth == 0 {
+                            return self.end_of_input();
+                        }
+                    }
+                    Some(b',') => self.consume(),
+                    Some(b'"') => {
+                        let key = self
+                            .read_value(true)
+                            .ok()
+                            .and_then(|k| serde_json::from_slice::<String>(&k).ok());
+                        let Some(key) = key else {
+                            return Some(self.broken("a broken object key"));
+                        };
+                        if self.peek() != Some(b':') {
+                            return Some(self.broken(&format!("no ':' after the key {key:?}")));
+                        }
+                        self.consume();
+                        let next = self.peek();
+                        let env = self.envelope;
+                        if env.arrays.contains(&key.as_str()) && next == Some(b'[') {
+                            self.consume();
+                            self.found = true;
+                            self.state = State::InArray;
+                        } else if env.singles.contains(&key.as_str()) && next == Some(b'{') {
+                            self.found = true;
+                            let v = self.read_value(true);
+                            return Some(self.record(v));
+                        } else if env.descend.contains(&key.as_str()) && next == Some(b'{') {
+                            self.consume();
+                            self.depth += 1;
+                        } else if self.read_value(false).is_err() {
+                            return self.end_of_input();
+                        }
+                    }
+                    Some(_) => return Some(self.broken("unexpected text inside an object")),
+                },
+            }
+        }
+    }
+
+    fn rows_read(&self) -> u64 {
+        self.rows_read
+    }
+}
+
+/// A JSON scalar as text: strings trimmed, numbers by their decimal text, else `None`.
+pub(crate) fn scalar(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(t) => super::fields::text(t),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// The scalar at `key`, or empty text.
+pub(crate) fn text_at(obj: &Map<String, Value>, key: &str) -> String {
+    scalar(obj.get(key)).unwrap_or_default()
+}
+
+/// The object at `key`, if it is one.
+pub(crate) fn object<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Map<String, Value>> {
+    obj.get(key).and_then(Value::as_object)
+}
+
+/// The array at `key` (empty when absent or not an array).
+pub(crate) fn array<'a>(obj: &'a Map<String, Value>, key: &str) -> &'a [Value] {
+    obj.get(key)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{CurrencyCode, Customer, Provenance};
+
+    static ENV: Envelope = Envelope {
+        arrays: &["orders", "Orders"],
+        singles: &["order"],
+        descend: &["payload"],
+        expected: "{\"orders\": [...]}",
+    };
+
+    fn read(json: &str) -> (Vec<String>, Vec<String>, u64) {
+        let convert: Convert = Box::new(|o| {
+            let id = text_at(o, "id");
+            if id.is_empty() {
+                return Err(Problem::missing("id"));
+            }
+            Ok(Order {
+                channel: "t".into(),
+                external_id: id,
+                created_at: chrono::Utc::now(),
+                created_at_original: String::new(),
+                currency: CurrencyCode::parse("USD").unwrap(),
+                customer: Customer::default(),
+                billing: None,
+                shipping: None,
+                lines: Vec::new(),
+                subtotal: None,
+                shipping_amount: None,
+                tax: None,
+                discount: None,
+                total: None,
+                taxes_included: false,
+                financial_status: None,
+                notes: None,
+                source: Provenance::default(),
+            })
+        });
+        let mut r = JsonOrderReader::new(
+            Box::new(std::io::Cursor::new(json.as_bytes().to_vec())),
+            &ENV,
+            &["id"],
+            convert,
+            "t.json".into(),
+        );
+        let (mut ok, mut bad) = (Vec::new(), Vec::new());
+        while let Some(i) = r.next_item() {
+            match i {
+                Item::Order(o) => ok.push(o.external_id),
+                Item::Rejected(x) => bad.push(format!("{}:{}", x.row_number, x.reason_code)),
+            }
+        }
+        (ok, bad, r.rows_read())
+    }
+
+    #[test]
+    fn envelopes_are_walked_and_other_keys_skipped() {
+        let (ok, bad, n) = read(
+            r#"{"meta": {"x": [1, {"orders": [9]}], "s": "}]\"{"}, "orders": [{"id": 1}, {"id": "2"}, {}], "next": null}"#,
+        );
+        assert_eq!(
+            (ok, bad, n),
+            (
+                vec!["1".into(), "2".into()],
+                vec!["3:missing_value".into()],
+                3
+            )
+        );
+        let (ok, _, n) = read(r#"{"order": {"id": 7, "line_items": []}}"#);
+        assert_eq!((ok, n), (vec!["7".to_string()], 1));
+        let (ok, _, _) = read(r#"{"payload": {"NextToken": "a", "Orders": [{"id": "A"}]}}"#);
+        assert_eq!(ok, vec!["A".to_string()]);
+        let (ok, _, _) = read(r#"[{"id": 1}]"#);
+        assert_eq!(ok, vec!["1".to_string()]);
+    }
+
+    #[test]
+    fn missing_lists_and_truncation_are_rejected_rows() {
+        let (ok, bad, n) = read(r#"{"something": "else"}"#);
+        assert!(ok.is_empty());
+        assert_eq!((bad, n), (vec!["1:bad_json".into()], 1));
+        let (ok, bad, n) = read(r#"{"orders": [{"id": 1}, {"id": 2, "x": "#);
+        assert_eq!(
+            (ok, bad, n),
+            (vec!["1".into()], vec!["2:bad_json".into()], 2)
+        );
+    }
+}
