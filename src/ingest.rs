@@ -176,7 +176,21 @@ async fn ingest_file(
     options: &IngestOptions,
 ) -> Result<FileOutcome, IngestError> {
     let path_text = source.path.display().to_string();
-    let (sha256, size) = match hash_file(&source.path) {
+    // Open the file (format detection and the encoding survey read all of it) while hashing
+    // it: both are a full pass over the bytes, on two threads instead of one after the other.
+    // A duplicate's opened reader is simply dropped.
+    let opening = {
+        let path = source.path.clone();
+        let spec = source.spec.clone();
+        tokio::task::spawn_blocking(move || channels::open_file(&path, &spec))
+    };
+    let hashed = {
+        let path = source.path.clone();
+        tokio::task::spawn_blocking(move || hash_file(&path))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(format!("hashing crashed: {e}"))))
+    };
+    let (sha256, size) = match hashed {
         Ok(v) => v,
         Err(e) => {
             warn!(error = %e, "cannot read file");
@@ -197,18 +211,12 @@ async fn ingest_file(
         return Ok(out);
     }
 
-    let opened = {
-        let path = source.path.clone();
-        let spec = source.spec.clone();
-        tokio::task::spawn_blocking(move || channels::open_file(&path, &spec))
-            .await
-            .unwrap_or_else(|e| {
-                Err(FileError::Invalid {
-                    path: path_text.clone(),
-                    detail: format!("adapter crashed: {e}"),
-                })
-            })
-    };
+    let opened = opening.await.unwrap_or_else(|e| {
+        Err(FileError::Invalid {
+            path: path_text.clone(),
+            detail: format!("adapter crashed: {e}"),
+        })
+    });
     let start = FileStart {
         sha256,
         path: path_text.clone(),

@@ -87,7 +87,9 @@ pub struct RecordedOutcome {
     pub stale: u64,
 }
 
-/// Hash of an order's content, ignoring where it was read from.
+/// Hash of an order's content, ignoring where it was read from: the definition that
+/// `serialize_order` computes without cloning (and is tested against).
+#[cfg(test)]
 pub fn content_hash(order: &Order) -> String {
     let mut o = order.clone();
     o.source = Default::default();
@@ -105,19 +107,110 @@ fn merge_into(earlier: &mut Order, later: Order) {
     earlier.source.rows.extend(later.source.rows);
 }
 
-fn order_json(order: &Order, hash: &str) -> serde_json::Value {
-    json!({
-        "channel": order.channel,
-        "external_id": order.external_id,
-        "hash": hash,
-        "payload": serde_json::to_string(order).unwrap_or_default(),
-        "currency": order.currency.as_str(),
-        "total": order.total.map(|t| t.to_string()),
-        "line_count": order.lines.len(),
-        "row_count": order.source.rows.len(),
-        "source_rows": serde_json::to_string(&order.source.rows).unwrap_or_default(),
-        "created_at": to_db_time(order.created_at),
+/// What `content_hash` serializes for the order's provenance: the default (empty) source.
+/// `Provenance` is the last field of `Order`, so the hashed JSON ends with it.
+const NO_SOURCE_SUFFIX: &[u8] = br#","source":{"file_id":null,"path":null,"rows":[]}}"#;
+
+/// An order serialized once: the content hash (as [`content_hash`] computes it) and the
+/// payload (the order as JSON, with its provenance).
+struct Serialized {
+    hash: String,
+    payload: String,
+}
+
+/// Serialize `order` without its source into `buf`, hash that, and build the payload by
+/// splicing the real source in place of the empty one: one serialization instead of two, and
+/// no clone of the order. Falls back to a second serialization if the layout ever changes.
+fn serialize_order(order: &mut Order, buf: &mut Vec<u8>) -> Serialized {
+    let source = std::mem::take(&mut order.source);
+    buf.clear();
+    let written = serde_json::to_writer(&mut *buf, &*order);
+    order.source = source;
+    if written.is_err() {
+        buf.clear();
+    }
+    let hash = hex::encode(Sha256::digest(&buf[..]));
+    let payload = match buf.strip_suffix(NO_SOURCE_SUFFIX) {
+        Some(head) => {
+            let mut p = Vec::with_capacity(buf.len() + 64);
+            p.extend_from_slice(head);
+            p.extend_from_slice(b",\"source\":");
+            let spliced = serde_json::to_writer(&mut p, &order.source).is_ok();
+            p.push(b'}');
+            match String::from_utf8(p) {
+                Ok(p) if spliced => p,
+                _ => serde_json::to_string(order).unwrap_or_default(),
+            }
+        }
+        None => serde_json::to_string(order).unwrap_or_default(),
+    };
+    Serialized { hash, payload }
+}
+
+/// The columns of a new `staged_orders` row that vary per order.
+struct NewOrderRow {
+    channel: String,
+    external_id: String,
+    hash: String,
+    payload: String,
+    currency: String,
+    total: Option<String>,
+    line_count: i64,
+    row_count: i64,
+    source_rows: String,
+    created_at: String,
+}
+
+impl NewOrderRow {
+    fn new(order: Order, s: Serialized) -> Self {
+        NewOrderRow {
+            currency: order.currency.as_str().to_string(),
+            total: order.total.map(|t| t.to_string()),
+            line_count: order.lines.len() as i64,
+            row_count: order.source.rows.len() as i64,
+            source_rows: serde_json::to_string(&order.source.rows).unwrap_or_default(),
+            created_at: to_db_time(order.created_at),
+            channel: order.channel,
+            external_id: order.external_id,
+            hash: s.hash,
+            payload: s.payload,
+        }
+    }
+}
+
+/// Serialize a part of a chunk's new orders on a blocking thread.
+fn serialize_part(orders: Vec<Order>) -> tokio::task::JoinHandle<Vec<NewOrderRow>> {
+    tokio::task::spawn_blocking(move || {
+        let mut buf = Vec::with_capacity(4096);
+        orders
+            .into_iter()
+            .map(|mut o| {
+                let s = serialize_order(&mut o, &mut buf);
+                NewOrderRow::new(o, s)
+            })
+            .collect()
     })
+}
+
+/// New orders per multi-row INSERT: 13 bound values each, well under SQLite's 32,766.
+const INSERT_ROWS: usize = 250;
+
+/// `INSERT INTO staged_orders … VALUES (…), … RETURNING id` for `n` rows. Values are bound
+/// directly (no JSON for SQLite to parse: the payload is most of the bytes).
+fn insert_orders_sql(n: usize) -> String {
+    let mut sql = String::with_capacity(300 + n * 64);
+    sql.push_str(
+        "INSERT INTO staged_orders (channel, external_id, status, content_hash, payload, currency, total, line_count,
+           row_count, source_file_id, source_rows, order_created_at, staged_at, updated_at) VALUES ",
+    );
+    for i in 0..n {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str("(?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    }
+    sql.push_str(" RETURNING id");
+    sql
 }
 
 const CHUNK_IN: usize = 500;
@@ -288,13 +381,13 @@ impl SqliteStaging {
             }
         }
 
-        let mut new_orders = Vec::new();
+        let mut new_orders: Vec<Order> = Vec::new();
+        let mut buf = Vec::with_capacity(4096);
         for mut order in merged {
             let key = (order.channel.clone(), order.external_id.clone());
             match existing.get(&key) {
                 None => {
-                    let hash = content_hash(&order);
-                    new_orders.push(order_json(&order, &hash));
+                    new_orders.push(order);
                     counts.new += 1;
                 }
                 Some((id, old_hash, status, source_file)) => {
@@ -310,14 +403,13 @@ impl SqliteStaging {
                         merge_into(&mut earlier, order);
                         order = earlier;
                     }
-                    let hash = content_hash(&order);
+                    let Serialized { hash, payload } = serialize_order(&mut order, &mut buf);
                     if &hash == old_hash {
                         counts.unchanged += 1;
                         continue;
                     }
                     let requeue = status == "succeeded" || status == "failed";
                     let to_status = if requeue { "pending" } else { status.as_str() };
-                    let j = order_json(&order, &hash);
                     sqlx::query(
                         "UPDATE staged_orders SET payload = ?, content_hash = ?, currency = ?, total = ?, line_count = ?,
                            row_count = ?, source_rows = ?, order_created_at = ?, source_file_id = ?, updated_at = ?,
@@ -325,13 +417,13 @@ impl SqliteStaging {
                            attempts = CASE WHEN ? THEN 0 ELSE attempts END
                          WHERE id = ?",
                     )
-                    .bind(j["payload"].as_str())
+                    .bind(payload)
                     .bind(&hash)
                     .bind(order.currency.as_str())
                     .bind(order.total.map(|t| t.to_string()))
                     .bind(order.lines.len() as i64)
                     .bind(order.source.rows.len() as i64)
-                    .bind(j["source_rows"].as_str())
+                    .bind(serde_json::to_string(&order.source.rows).unwrap_or_default())
                     .bind(to_db_time(order.created_at))
                     .bind(file_id)
                     .bind(&now)
@@ -364,21 +456,41 @@ impl SqliteStaging {
         }
 
         if !new_orders.is_empty() {
-            let ids: Vec<i64> = sqlx::query_scalar(
-                "INSERT INTO staged_orders (channel, external_id, status, content_hash, payload, currency, total, line_count,
-                   row_count, source_file_id, source_rows, order_created_at, staged_at, updated_at)
-                 SELECT json_extract(value, '$.channel'), json_extract(value, '$.external_id'), 'pending',
-                        json_extract(value, '$.hash'), json_extract(value, '$.payload'), json_extract(value, '$.currency'),
-                        json_extract(value, '$.total'), json_extract(value, '$.line_count'), json_extract(value, '$.row_count'),
-                        ?, json_extract(value, '$.source_rows'), json_extract(value, '$.created_at'), ?, ?
-                 FROM json_each(?) RETURNING id",
-            )
-            .bind(file_id)
-            .bind(&now)
-            .bind(&now)
-            .bind(serde_json::Value::Array(new_orders).to_string())
-            .fetch_all(&mut *tx)
-            .await?;
+            // Serializing and hashing is as much work as SQLite's insert, so part k + 1 is
+            // serialized on a blocking thread while SQLite inserts part k.
+            let mut ids: Vec<i64> = Vec::with_capacity(new_orders.len());
+            let mut parts = Vec::new();
+            let mut rest = new_orders.into_iter().peekable();
+            while rest.peek().is_some() {
+                parts.push(rest.by_ref().take(INSERT_ROWS).collect::<Vec<Order>>());
+            }
+            let mut parts = parts.into_iter();
+            let mut next = parts.next().map(serialize_part);
+            while let Some(serializing) = next.take() {
+                let part = serializing.await.map_err(|e| {
+                    StagingError::Db(sqlx::Error::Protocol(format!("serializing orders: {e}")))
+                })?;
+                next = parts.next().map(serialize_part);
+                let sql = insert_orders_sql(part.len());
+                let mut insert = sqlx::query_scalar::<_, i64>(&sql);
+                for r in part {
+                    insert = insert
+                        .bind(r.channel)
+                        .bind(r.external_id)
+                        .bind(r.hash)
+                        .bind(r.payload)
+                        .bind(r.currency)
+                        .bind(r.total)
+                        .bind(r.line_count)
+                        .bind(r.row_count)
+                        .bind(file_id)
+                        .bind(r.source_rows)
+                        .bind(r.created_at)
+                        .bind(now.clone())
+                        .bind(now.clone());
+                }
+                ids.extend(insert.fetch_all(&mut *tx).await?);
+            }
             sqlx::query(
                 "INSERT INTO ledger (order_id, run_id, at, from_status, to_status, message)
                  SELECT value, ?, ?, NULL, 'pending', ? FROM json_each(?)",
@@ -770,5 +882,44 @@ impl SqliteStaging {
             }
         }
         Ok(rec.compute())
+    }
+}
+
+#[cfg(test)]
+mod serialize_tests {
+    use super::*;
+
+    fn order() -> Order {
+        serde_json::from_str(
+            r##"{"channel":"shop","external_id":"#1001","created_at":"2025-02-28T23:00:00Z",
+            "created_at_original":"2025-03-01 00:00:00 +0100","currency":"EUR",
+            "customer":{"email":"a@example.com","name":"Ann \"A\" García","phone":null},
+            "billing":null,"shipping":{"name":"Ann","company":null,"line1":"1 Main St, Apt 2",
+            "line2":null,"city":"Leeds","province":null,"postal_code":"LS1 4AP","country":"GB",
+            "phone":null},"lines":[{"line_number":1,"sku":"S-1","name":"Tee / M","quantity":"3",
+            "unit_price":"7.61","discount":"0","tax":"0"}],"subtotal":"22.83",
+            "shipping_amount":"4.95","tax":null,"discount":"0.00","total":"27.78",
+            "taxes_included":false,"financial_status":"paid","notes":"line\nbreak",
+            "source":{"file_id":7,"path":"/in/a.csv","rows":[1,2]}}"##,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn one_serialization_gives_the_same_hash_and_payload_as_two() {
+        let mut o = order();
+        let mut buf = Vec::new();
+        let s = serialize_order(&mut o, &mut buf);
+        assert_eq!(s.hash, content_hash(&o));
+        assert_eq!(s.payload, serde_json::to_string(&o).unwrap());
+        assert_eq!(o.source.rows, vec![1, 2], "the source is put back");
+        let back: Order = serde_json::from_str(&s.payload).unwrap();
+        assert_eq!(back.source.path.as_deref(), Some("/in/a.csv"));
+    }
+
+    #[test]
+    fn the_insert_has_one_placeholder_per_bound_value() {
+        let sql = insert_orders_sql(3);
+        assert_eq!(sql.matches('?').count(), 3 * 13);
     }
 }
