@@ -74,7 +74,7 @@ fn split_product(item: &str) -> Vec<(&'static str, &str)> {
         .collect()
 }
 
-fn parse_products(cell: &str) -> Result<Vec<LineDraft>, Problem> {
+pub(crate) fn parse_products(cell: &str) -> Result<Vec<LineDraft>, Problem> {
     let bad = |why: String| Problem::new("Product Details", "bad_product_details", why);
     let mut lines = Vec::new();
     for (i, item) in cell

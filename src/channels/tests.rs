@@ -396,47 +396,114 @@ fn sample_mapped_csv() {
     );
 }
 
-#[test]
-#[ignore]
-fn dump_new_samples() {
-    let berlin: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
-    for f in [
+/// (file, format, rows, orders, lines, rejected reasons by row) — sample_data/README.md.
+const NEW_SAMPLES: &[(&str, Format, u64, usize, usize, &[(u64, &str)])] = &[
+    (
         "ebay/eBay-OrdersReport-Jun-02-2023-10_15_00-0700-1234.csv",
-        "ebay/us-orders-report.csv",
+        Format::Ebay,
+        7,
+        3,
+        4,
+        &[(6, "bad_date"), (7, "currency_mismatch")],
+    ),
+    ("ebay/us-orders-report.csv", Format::Ebay, 2, 2, 2, &[]),
+    (
         "etsy/EtsySoldOrderItems2023-1.csv",
+        Format::Etsy,
+        4,
+        2,
+        3,
+        &[(4, "bad_quantity")],
+    ),
+    (
         "etsy/EtsySoldOrders2023-1.csv",
+        Format::Etsy,
+        3,
+        2,
+        3,
+        &[(3, "order_incomplete")],
+    ),
+    (
         "etsy/EtsySoldOrderItems2023-2.csv",
+        Format::Etsy,
+        2,
+        1,
+        1,
+        &[(2, "bad_date")],
+    ),
+    (
         "bigcommerce/orders-2024-09.csv",
+        Format::Bigcommerce,
+        4,
+        2,
+        3,
+        &[(3, "bad_product_details"), (4, "bad_date")],
+    ),
+    (
         "shopify-json/orders.json",
+        Format::Shopify,
+        3,
+        2,
+        3,
+        &[(3, "bad_quantity")],
+    ),
+    (
         "amazon-json/orders-with-items.json",
+        Format::Amazon,
+        3,
+        2,
+        3,
+        &[(3, "price_unavailable")],
+    ),
+    (
         "magento/orders.json",
-    ] {
-        let spec = ChannelSpec {
-            time_zone: Some(berlin),
-            ..detect_spec()
-        };
-        let r = read_path(&sample(f), &spec).unwrap();
-        println!(
-            "== {f}: {:?} {} rows {} notes {:?}",
-            r.format, r.encoding, r.rows_read, r.notes
-        );
-        for o in &r.orders {
-            println!(
-                "  {} {} {} {} lines={} sub={:?} ship={:?} tax={:?} disc={:?} total={:?} incl={} st={:?} rows={:?}",
-                o.external_id, o.created_at.to_rfc3339(), o.created_at_original, o.currency.as_str(), o.lines.len(), o.subtotal, o.shipping_amount, o.tax, o.discount, o.total, o.taxes_included, o.financial_status, o.source.rows
-            );
-            for l in &o.lines {
-                println!(
-                    "     {:?} {} {} x {} disc {} tax {}",
-                    l.sku, l.name, l.quantity, l.unit_price, l.discount, l.tax
-                );
-            }
-        }
-        for x in &r.rejected {
-            println!(
-                "  REJ {} {:?} {} {}",
-                x.row_number, x.column, x.reason_code, x.message
-            );
-        }
+        Format::Magento,
+        3,
+        2,
+        3,
+        &[(3, "bad_date")],
+    ),
+];
+
+#[test]
+fn new_format_samples_match_their_documented_counts() {
+    for (file, format, rows, orders, lines, rejected) in NEW_SAMPLES {
+        let r = read_path(&sample(file), &detect_spec()).unwrap();
+        assert_eq!(r.format, *format, "{file}");
+        assert_eq!(r.rows_read, *rows, "{file}");
+        assert_eq!(r.orders.len(), *orders, "{file}");
+        assert_eq!(line_count(&r), *lines, "{file}");
+        let got: Vec<(u64, String)> = reasons(&r);
+        let want: Vec<(u64, String)> = rejected.iter().map(|(n, s)| (*n, s.to_string())).collect();
+        assert_eq!(got, want, "{file}");
     }
+}
+
+#[test]
+fn spreadsheet_damage_is_noted_on_the_file() {
+    let r = read_path(&sample("etsy/EtsySoldOrderItems2023-2.csv"), &detect_spec()).unwrap();
+    let notes = r.notes.join("\n");
+    assert!(notes.contains("mojibake suspected"), "{notes}");
+    assert!(notes.contains("delimited by TAB"), "{notes}");
+    assert!(
+        notes.contains("EtsySoldOrders2023-2.csv not found"),
+        "{notes}"
+    );
+    assert_eq!(r.orders[0].total, None, "no orders file: total unknown");
+    let r = read_path(&sample("ebay/us-orders-report.csv"), &detect_spec()).unwrap();
+    assert!(
+        r.notes.iter().any(|n| n.contains("\"2134\" (US)")),
+        "{:?}",
+        r.notes
+    );
+    assert_eq!(
+        r.orders[0]
+            .shipping
+            .as_ref()
+            .unwrap()
+            .postal_code
+            .as_deref(),
+        Some("2134"),
+        "kept as in the file"
+    );
 }
