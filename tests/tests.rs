@@ -11,3 +11,4 @@ mod reliability;
 mod report;
 mod security;
 mod submit;
+mod channels_more;

@@ -51,6 +51,51 @@ const SAMPLES: &[(&str, &str, &[u8])] = &[
         "marketplace.csv",
         include_bytes!("../../sample_data/csv/marketplace.csv"),
     ),
+    (
+        "ebay",
+        "eBay-OrdersReport-Jun-02-2023-10_15_00-0700-1234.csv",
+        include_bytes!("../../sample_data/ebay/eBay-OrdersReport-Jun-02-2023-10_15_00-0700-1234.csv"),
+    ),
+    (
+        "ebay",
+        "us-orders-report.csv",
+        include_bytes!("../../sample_data/ebay/us-orders-report.csv"),
+    ),
+    (
+        "etsy",
+        "EtsySoldOrderItems2023-1.csv",
+        include_bytes!("../../sample_data/etsy/EtsySoldOrderItems2023-1.csv"),
+    ),
+    (
+        "etsy",
+        "EtsySoldOrders2023-1.csv",
+        include_bytes!("../../sample_data/etsy/EtsySoldOrders2023-1.csv"),
+    ),
+    (
+        "etsy",
+        "EtsySoldOrderItems2023-2.csv",
+        include_bytes!("../../sample_data/etsy/EtsySoldOrderItems2023-2.csv"),
+    ),
+    (
+        "bigcommerce",
+        "orders-2024-09.csv",
+        include_bytes!("../../sample_data/bigcommerce/orders-2024-09.csv"),
+    ),
+    (
+        "shopify-json",
+        "orders.json",
+        include_bytes!("../../sample_data/shopify-json/orders.json"),
+    ),
+    (
+        "amazon-json",
+        "orders-with-items.json",
+        include_bytes!("../../sample_data/amazon-json/orders-with-items.json"),
+    ),
+    (
+        "magento",
+        "orders.json",
+        include_bytes!("../../sample_data/magento/orders.json"),
+    ),
 ];
 
 /// The `csv` channel's column mapping for `sample_data/csv/marketplace.csv`.
@@ -92,6 +137,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
         ("amazon", "amazon"),
         ("woocommerce", "woocommerce"),
         ("csv", "csv"),
+        ("ebay", "ebay"),
+        ("etsy", "etsy"),
+        ("bigcommerce", "bigcommerce"),
+        ("shopify-json", "shopify"),
+        ("amazon-json", "amazon"),
+        ("magento", "magento"),
     ] {
         config.channels.push(ChannelConfig {
             name: format!("{name}-demo"),
