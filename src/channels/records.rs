@@ -268,10 +268,8 @@ pub(crate) fn ends_inside_quotes(raw: &str, delimiter: u8) -> bool {
         if at_field_start && b == b'"' {
             quoted = true;
             at_field_start = false;
-        } else if b == delimiter || b == b'\n' || b == b'\r' {
-            at_field_start = true;
         } else {
-            at_field_start = false;
+            at_field_start = b == delimiter || b == b'\n' || b == b'\r';
         }
     }
     quoted

@@ -397,7 +397,16 @@ fn sample_mapped_csv() {
 }
 
 /// (file, format, rows, orders, lines, rejected reasons by row) — sample_data/README.md.
-const NEW_SAMPLES: &[(&str, Format, u64, usize, usize, &[(u64, &str)])] = &[
+type SampleCounts = (
+    &'static str,
+    Format,
+    u64,
+    usize,
+    usize,
+    &'static [(u64, &'static str)],
+);
+
+const NEW_SAMPLES: &[SampleCounts] = &[
     (
         "ebay/eBay-OrdersReport-Jun-02-2023-10_15_00-0700-1234.csv",
         Format::Ebay,
