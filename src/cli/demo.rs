@@ -22,6 +22,11 @@ const SAMPLES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../sample_data/shopify/orders_export.csv"),
     ),
     (
+        "shopify",
+        "orders_export_2.csv",
+        include_bytes!("../../sample_data/shopify/orders_export_2.csv"),
+    ),
+    (
         "amazon",
         "all-orders.txt",
         include_bytes!("../../sample_data/amazon/all-orders.txt"),
