@@ -386,3 +386,30 @@ async fn rerun_filters_by_channel_error_code_and_date_and_submit_honours_max_ord
     assert!(stderr(&bad).contains("--since"), "{}", stderr(&bad));
     emu.shutdown().await;
 }
+
+#[test]
+fn the_demo_runs_end_to_end_and_says_what_to_try_next() {
+    let ws = Workspace::new();
+    let dir = ws.path().join("demo");
+    let out = ws
+        .cmd()
+        .args(["demo", "--dir", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_code(&out, 0);
+    let text = stdout(&out);
+    assert!(text.contains("33 succeeded, 1 failed"), "{text}");
+    assert!(text.contains("report --failed"), "{text}");
+    assert!(text.contains("rerun --failed --dry-run"), "{text}");
+    assert!(text.contains("would have exited with code 3"), "{text}");
+    let conn = rusqlite::Connection::open(dir.join("demo.db")).unwrap();
+    let failed: String = conn
+        .query_row(
+            "SELECT external_id || ' ' || last_error_code FROM staged_orders WHERE status = 'failed'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(failed, "#1009 value_too_long");
+    assert!(dir.join("orderload.prom").exists());
+}
