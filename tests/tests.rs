@@ -2,6 +2,7 @@
 //! emulator on 127.0.0.1.
 
 mod bad_input;
+mod channels_more;
 mod common;
 mod dataverse;
 mod emulator;
@@ -11,4 +12,3 @@ mod reliability;
 mod report;
 mod security;
 mod submit;
-mod channels_more;

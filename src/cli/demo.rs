@@ -59,7 +59,9 @@ const SAMPLES: &[(&str, &str, &[u8])] = &[
     (
         "ebay",
         "eBay-OrdersReport-Jun-02-2023-10_15_00-0700-1234.csv",
-        include_bytes!("../../sample_data/ebay/eBay-OrdersReport-Jun-02-2023-10_15_00-0700-1234.csv"),
+        include_bytes!(
+            "../../sample_data/ebay/eBay-OrdersReport-Jun-02-2023-10_15_00-0700-1234.csv"
+        ),
     ),
     (
         "ebay",
