@@ -6,6 +6,7 @@ mod channels_more;
 mod common;
 mod dataverse;
 mod emulator;
+mod fuzz_corpus;
 mod ingest;
 mod operator;
 mod reliability;
