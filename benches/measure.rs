@@ -12,6 +12,8 @@ pub struct ChildRun {
     pub wall: Duration,
     /// Peak resident set size, KiB.
     pub max_rss_kib: u64,
+    /// User + system CPU seconds of the child.
+    pub cpu_secs: f64,
     pub exit_code: i32,
     pub stdout: String,
     pub stderr: String,
@@ -34,13 +36,14 @@ pub fn run_child(cmd: &mut Command, dir: &Path, label: &str) -> anyhow::Result<C
     let child = cmd
         .spawn()
         .with_context(|| format!("cannot start {label}: {cmd:?}"))?;
-    let (exit_code, max_rss_kib) = wait_with_rusage(child.id())?;
+    let (exit_code, max_rss_kib, cpu_secs) = wait_with_rusage(child.id())?;
     let wall = start.elapsed();
     // The child was reaped by wait4; `child` must not be waited on again.
     drop(child);
     Ok(ChildRun {
         wall,
         max_rss_kib,
+        cpu_secs,
         exit_code,
         stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
         stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
@@ -77,9 +80,10 @@ fn tail(s: &str, n: usize) -> &str {
     &s[i..]
 }
 
-/// `wait4(pid)`: exit code (128 + signal when killed) and the child's `ru_maxrss` in KiB.
+/// `wait4(pid)`: exit code (128 + signal when killed), the child's `ru_maxrss` in KiB and its
+/// CPU seconds.
 #[allow(unsafe_code)]
-fn wait_with_rusage(pid: u32) -> anyhow::Result<(i32, u64)> {
+fn wait_with_rusage(pid: u32) -> anyhow::Result<(i32, u64, f64)> {
     let mut status: libc::c_int = 0;
     // SAFETY: an all-zero rusage is a valid value; wait4 fills it in.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -101,7 +105,9 @@ fn wait_with_rusage(pid: u32) -> anyhow::Result<(i32, u64)> {
     } else {
         -1
     };
-    Ok((code, usage.ru_maxrss.max(0) as u64))
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let cpu = secs(usage.ru_utime) + secs(usage.ru_stime);
+    Ok((code, usage.ru_maxrss.max(0) as u64, cpu))
 }
 
 /// The release binary under test: the one cargo built for this bench run, or
