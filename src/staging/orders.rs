@@ -724,37 +724,46 @@ impl SqliteStaging {
             })
             .collect();
         let items = serde_json::Value::Array(items).to_string();
+        // The outcomes as a small materialized table: the joins below then look orders up by
+        // primary key instead of parsing the JSON once per staged order.
+        const OUTCOMES: &str = "WITH j AS MATERIALIZED (
+               SELECT CAST(json_extract(value, '$.id') AS INTEGER) AS id,
+                      json_extract(value, '$.status') AS status, json_extract(value, '$.retryable') AS retryable,
+                      json_extract(value, '$.http') AS http, json_extract(value, '$.code') AS code,
+                      json_extract(value, '$.message') AS message, json_extract(value, '$.ref') AS ref
+               FROM json_each(?))";
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO ledger (order_id, batch_id, run_id, at, from_status, to_status, http_status, error_code, message)
-             SELECT o.id, ?, ?, ?, 'in_flight', json_extract(j.value, '$.status'), json_extract(j.value, '$.http'),
-                    json_extract(j.value, '$.code'),
-                    COALESCE(json_extract(j.value, '$.message'), 'stored in Dynamics as ' || json_extract(j.value, '$.ref'))
-             FROM json_each(?) AS j JOIN staged_orders AS o ON o.id = json_extract(j.value, '$.id')
-             WHERE o.status = 'in_flight' AND o.claim_token = ?",
-        )
+        sqlx::query(&format!(
+            "{OUTCOMES}
+             INSERT INTO ledger (order_id, batch_id, run_id, at, from_status, to_status, http_status, error_code, message)
+             SELECT o.id, ?, ?, ?, 'in_flight', j.status, j.http, j.code,
+                    COALESCE(j.message, 'stored in Dynamics as ' || j.ref)
+             FROM j CROSS JOIN staged_orders AS o ON o.id = j.id
+             WHERE o.status = 'in_flight' AND o.claim_token = ?"
+        ))
+        .bind(&items)
         .bind(batch_id)
         .bind(run_id)
         .bind(&now)
-        .bind(&items)
         .bind(token)
         .execute(&mut *tx)
         .await?;
-        let updated = sqlx::query(
-            "UPDATE staged_orders AS o SET status = json_extract(j.value, '$.status'),
-                    retryable = json_extract(j.value, '$.retryable'),
-                    last_error_code = json_extract(j.value, '$.code'),
-                    last_error_message = json_extract(j.value, '$.message'),
-                    last_http_status = json_extract(j.value, '$.http'),
-                    dynamics_ref = COALESCE(json_extract(j.value, '$.ref'), o.dynamics_ref),
-                    batch_id = COALESCE(?, o.batch_id), claim_token = NULL, claim_expires_at = NULL, updated_at = ?
-             FROM json_each(?) AS j
-             WHERE o.id = json_extract(j.value, '$.id') AND o.status = 'in_flight' AND o.claim_token = ?
-             RETURNING status",
-        )
+        let updated = sqlx::query(&format!(
+            "{OUTCOMES}
+             UPDATE staged_orders SET
+                    status = (SELECT status FROM j WHERE j.id = staged_orders.id),
+                    retryable = (SELECT retryable FROM j WHERE j.id = staged_orders.id),
+                    last_error_code = (SELECT code FROM j WHERE j.id = staged_orders.id),
+                    last_error_message = (SELECT message FROM j WHERE j.id = staged_orders.id),
+                    last_http_status = (SELECT http FROM j WHERE j.id = staged_orders.id),
+                    dynamics_ref = COALESCE((SELECT ref FROM j WHERE j.id = staged_orders.id), dynamics_ref),
+                    batch_id = COALESCE(?, batch_id), claim_token = NULL, claim_expires_at = NULL, updated_at = ?
+             WHERE id IN (SELECT id FROM j) AND status = 'in_flight' AND claim_token = ?
+             RETURNING status"
+        ))
+        .bind(&items)
         .bind(batch_id)
         .bind(&now)
-        .bind(&items)
         .bind(token)
         .fetch_all(&mut *tx)
         .await?;
