@@ -91,10 +91,7 @@ fn corpus_workspace() -> Workspace {
              [[channel]]\nname = \"mapped\"\nformat = \"csv\"\ncurrency = \"GBP\"\ninbox = \"{inbox}/mapped\"\n[channel.mapping]\n{mapping}"
         ),
     );
-    let cfg = std::fs::read_to_string(ws.config_path())
-        .unwrap()
-        .replace("settle_secs = 0", "settle_secs = 60");
-    std::fs::write(ws.config_path(), cfg).unwrap();
+    ws.edit_config("settle_secs = 0", "settle_secs = 60");
     ws
 }
 

@@ -238,10 +238,7 @@ fn inbox_files_are_archived_and_unsettled_files_are_left() {
             ws.path().display()
         ),
     );
-    let cfg = std::fs::read_to_string(ws.config_path())
-        .unwrap()
-        .replace("settle_secs = 0", "settle_secs = 3600");
-    std::fs::write(ws.config_path(), cfg).unwrap();
+    ws.edit_config("settle_secs = 0", "settle_secs = 3600");
     ws.write_file("inbox/fresh.csv", &shopify_csv(1, 1, "F"));
     let out = ws.run(&["ingest"]);
     assert_code(&out, 0);
@@ -251,10 +248,7 @@ fn inbox_files_are_archived_and_unsettled_files_are_left() {
     );
     assert_eq!(ws.query_i64("SELECT COUNT(*) FROM source_files"), 0);
 
-    let cfg = std::fs::read_to_string(ws.config_path())
-        .unwrap()
-        .replace("settle_secs = 3600", "settle_secs = 0");
-    std::fs::write(ws.config_path(), cfg).unwrap();
+    ws.edit_config("settle_secs = 3600", "settle_secs = 0");
     assert_code(&ws.run(&["ingest"]), 0);
     assert!(!ws.path().join("inbox/fresh.csv").exists());
     assert!(ws.path().join("archive/fresh.csv").exists());

@@ -132,10 +132,7 @@ async fn a_second_run_while_one_holds_the_lease_exits_4_at_once() {
     let ws = Workspace::new();
     inbox_config(&ws, &emu.base_url);
     ws.write_file("inbox/a.csv", &shopify_csv(20, 1, "L"));
-    let cfg = std::fs::read_to_string(ws.config_path())
-        .unwrap()
-        .replace("batch_size = 10", "batch_size = 1");
-    std::fs::write(ws.config_path(), cfg).unwrap();
+    ws.edit_config("batch_size = 10", "batch_size = 1");
     let mut first = ws.cmd().arg("run").spawn().unwrap();
     // Wait until the first run holds the lease.
     for _ in 0..100 {
@@ -203,10 +200,7 @@ async fn rerun_dry_run_changes_nothing_and_a_rerun_fixes_failures_once_the_cause
     let emu = emulator(|c| c.fail_rate = 1.0).await;
     let ws = Workspace::new();
     inbox_config(&ws, &emu.base_url);
-    let cfg = std::fs::read_to_string(ws.config_path())
-        .unwrap()
-        .replace("max_retries = 8", "max_retries = 1");
-    std::fs::write(ws.config_path(), cfg).unwrap();
+    ws.edit_config("max_retries = 8", "max_retries = 1");
     ws.write_file("inbox/a.csv", &shopify_csv(4, 1, "E"));
     let out = run_async(&ws, &["run"]).await;
     assert!(

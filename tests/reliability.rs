@@ -11,9 +11,7 @@ const SHOP: &str = "[[channel]]\nname = \"shop\"\nformat = \"shopify\"\n";
 
 /// Replace `from` with `to` in the workspace configuration (the text must be there).
 pub fn edit_config(ws: &Workspace, from: &str, to: &str) {
-    let text = std::fs::read_to_string(ws.config_path()).unwrap();
-    assert!(text.contains(from), "config has no {from:?}:\n{text}");
-    std::fs::write(ws.config_path(), text.replacen(from, to, 1)).unwrap();
+    ws.edit_config(from, to);
 }
 
 pub async fn get_json(url: &str) -> Value {

@@ -77,10 +77,7 @@ async fn injected_5xx_and_dropped_connections_lose_nothing_and_duplicate_nothing
     .await;
     let ws = Workspace::new();
     ws.write_config(Some(&emu.base_url), SHOP);
-    let cfg = std::fs::read_to_string(ws.config_path())
-        .unwrap()
-        .replace("batch_size = 10", "batch_size = 2");
-    std::fs::write(ws.config_path(), cfg).unwrap();
+    ws.edit_config("batch_size = 10", "batch_size = 2");
     ingest(&ws, &shopify_csv(40, 2, "F"));
     let out = run_async(&ws, &["submit"]).await;
     assert!(
@@ -134,10 +131,7 @@ async fn throttling_429s_are_absorbed_without_failing_orders() {
     .await;
     let ws = Workspace::new();
     ws.write_config(Some(&emu.base_url), SHOP);
-    let cfg = std::fs::read_to_string(ws.config_path())
-        .unwrap()
-        .replace("batch_size = 10", "batch_size = 3");
-    std::fs::write(ws.config_path(), cfg).unwrap();
+    ws.edit_config("batch_size = 10", "batch_size = 3");
     ingest(&ws, &shopify_csv(30, 1, "T"));
     let out = run_async(&ws, &["submit"]).await;
     assert_code(&out, 0);
@@ -192,10 +186,7 @@ async fn a_token_that_expires_mid_run_is_refreshed() {
     .await;
     let ws = Workspace::new();
     ws.write_config(Some(&emu.base_url), SHOP);
-    let cfg = std::fs::read_to_string(ws.config_path())
-        .unwrap()
-        .replace("batch_size = 10", "batch_size = 2");
-    std::fs::write(ws.config_path(), cfg).unwrap();
+    ws.edit_config("batch_size = 10", "batch_size = 2");
     ingest(&ws, &shopify_csv(24, 1, "R"));
     let out = run_async(&ws, &["submit"]).await;
     assert_code(&out, 0);
@@ -214,10 +205,7 @@ async fn sigkill_mid_submit_then_rerun_recovers_without_duplicates() {
     let emu = emulator(|c| c.latency_ms = 250).await;
     let ws = Workspace::new();
     ws.write_config(Some(&emu.base_url), SHOP);
-    let cfg = std::fs::read_to_string(ws.config_path())
-        .unwrap()
-        .replace("batch_size = 10", "batch_size = 2");
-    std::fs::write(ws.config_path(), cfg).unwrap();
+    ws.edit_config("batch_size = 10", "batch_size = 2");
     ingest(&ws, &shopify_csv(30, 2, "X"));
     let mut child = ws.cmd().arg("submit").spawn().unwrap();
     // Kill it once some orders have succeeded and others are in flight.

@@ -41,6 +41,12 @@ impl Workspace {
         }
         std::fs::write(self.config_path(), text).expect("write config");
     }
+    /// Replace `from` with `to` in the configuration file (the text must be there).
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(self.config_path()).unwrap();
+        assert!(text.contains(from), "config has no {from:?}:\n{text}");
+        std::fs::write(self.config_path(), text.replacen(from, to, 1)).unwrap();
+    }
     pub fn write_file(&self, rel: &str, content: &str) -> PathBuf {
         let p = self.path().join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
