@@ -26,6 +26,7 @@ pub(crate) static ENVELOPE: Envelope = Envelope {
     descend: &["payload"],
     expected: "a getOrders response {\"payload\": {\"Orders\": [...]}} whose orders carry \
                their items in \"OrderItems\"",
+    top_object_is_order: false,
 };
 
 pub(crate) const KEY_FIELDS: &[&str] = &["AmazonOrderId"];

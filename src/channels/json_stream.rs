@@ -29,6 +29,8 @@ pub(crate) struct Envelope {
     pub descend: &'static [&'static str],
     /// What to say when no order list is found.
     pub expected: &'static str,
+    /// A top-level object is itself one order (WooCommerce's single-order response).
+    pub top_object_is_order: bool,
 }
 
 #[derive(PartialEq)]
@@ -251,6 +253,12 @@ impl OrderReader for JsonOrderReader {
                         self.found = true;
                         self.state = State::InArray;
                     }
+                    Some(b'{') if self.envelope.top_object_is_order => {
+                        self.found = true;
+                        self.state = State::Done;
+                        let v = self.read_value(true);
+                        return Some(self.record(v));
+                    }
                     Some(b'{') => {
                         self.consume();
                         self.depth = 1;
@@ -363,6 +371,7 @@ mod tests {
         singles: &["order"],
         descend: &["payload"],
         expected: "{\"orders\": [...]}",
+        top_object_is_order: false,
     };
 
     fn read(json: &str) -> (Vec<String>, Vec<String>, u64) {

@@ -25,6 +25,7 @@ pub(crate) static ENVELOPE: Envelope = Envelope {
     singles: &[],
     descend: &[],
     expected: "a GET /V1/orders search result {\"items\": [...], \"total_count\": ...}",
+    top_object_is_order: false,
 };
 
 pub(crate) const KEY_FIELDS: &[&str] = &["increment_id", "entity_id"];

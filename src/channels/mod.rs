@@ -174,6 +174,7 @@ pub fn open_file(path: &Path, spec: &ChannelSpec) -> Result<OpenedFile, FileErro
     if first.starts_with('[') || first.starts_with('{') {
         let (flavor, reader) = json_flavor(text.reader, spec.format);
         let name = spec.name.clone();
+        let zone = spec.time_zone;
         let json = |reader, env, keys, convert: json_stream::Convert| -> Box<dyn OrderReader> {
             Box::new(json_stream::JsonOrderReader::new(
                 reader,
@@ -213,12 +214,12 @@ pub fn open_file(path: &Path, spec: &ChannelSpec) -> Result<OpenedFile, FileErro
             )),
             (None | Some(Format::Woocommerce), Format::Woocommerce) => Ok(opened(
                 Format::Woocommerce,
-                Box::new(woocommerce_json::WooJsonReader::new(
+                json(
                     reader,
-                    name,
-                    spec.time_zone,
-                    p(),
-                )),
+                    &woocommerce_json::ENVELOPE,
+                    woocommerce_json::KEY_FIELDS,
+                    Box::new(move |o| woocommerce_json::order_from_json(o, &name, zone)),
+                ),
             )),
             (Some(f), _) => Err(FileError::Invalid {
                 path: p(),

@@ -21,6 +21,7 @@ pub(crate) static ENVELOPE: Envelope = Envelope {
     singles: &["order"],
     descend: &[],
     expected: "a Shopify REST response: {\"orders\": [...]} or {\"order\": {...}}",
+    top_object_is_order: false,
 };
 
 pub(crate) const KEY_FIELDS: &[&str] = &["name", "order_number", "id"];

@@ -14,245 +14,22 @@
 
 use super::draft::{full_name, non_empty, LineDraft, OrderHead};
 use super::fields::{self, Problem};
-use super::{Item, OrderReader, RejectedRow};
+use super::json_stream::{scalar, text_at, Envelope};
 use crate::model::{Address, Customer, Order};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
-use std::io::{BufRead, BufReader, Read};
 
-/// Largest single order object accepted.
-const MAX_ORDER_BYTES: usize = 16 * 1024 * 1024;
-/// Rejected records keep at most this much raw text.
-const MAX_RAW: usize = 64 * 1024;
+/// The array of orders, or one order object at the top level.
+pub(crate) static ENVELOPE: Envelope = Envelope {
+    arrays: &[],
+    singles: &[],
+    descend: &[],
+    expected: "a WooCommerce REST v3 order array ([{...}]) or one order object ({...})",
+    top_object_is_order: true,
+};
 
-#[derive(PartialEq)]
-enum State {
-    Start,
-    InArray,
-    Done,
-}
-
-pub(crate) struct WooJsonReader {
-    input: BufReader<Box<dyn Read + Send>>,
-    state: State,
-    rows_read: u64,
-    channel: String,
-    zone: Option<chrono_tz::Tz>,
-    path: String,
-}
-
-impl WooJsonReader {
-    pub fn new(
-        input: Box<dyn Read + Send>,
-        channel: String,
-        zone: Option<chrono_tz::Tz>,
-        path: String,
-    ) -> Self {
-        WooJsonReader {
-            input: BufReader::with_capacity(64 * 1024, input),
-            state: State::Start,
-            rows_read: 0,
-            channel,
-            zone,
-            path,
-        }
-    }
-
-    fn peek(&mut self) -> Option<u8> {
-        loop {
-            let buf = self.input.fill_buf().ok()?;
-            let first = *buf.first()?;
-            if first.is_ascii_whitespace() {
-                self.input.consume(1);
-            } else {
-                return Some(first);
-            }
-        }
-    }
-
-    fn next_byte(&mut self) -> Option<u8> {
-        let b = *self.input.fill_buf().ok()?.first()?;
-        self.input.consume(1);
-        Some(b)
-    }
-
-    /// Read one JSON value's bytes. `Err` holds what was read before the value broke off.
-    fn read_value(&mut self) -> Result<Vec<u8>, Vec<u8>> {
-        let mut out = Vec::new();
-        let mut depth = 0usize;
-        let mut in_string = false;
-        let mut escaped = false;
-        loop {
-            let Some(&b) = self.input.fill_buf().ok().and_then(|buf| buf.first()) else {
-                return if depth == 0 && !in_string && !out.is_empty() {
-                    Ok(out)
-                } else {
-                    Err(out)
-                };
-            };
-            if !in_string && depth == 0 && !out.is_empty() && matches!(b, b',' | b']' | b'}') {
-                return Ok(out);
-            }
-            if !in_string && depth == 0 && !out.is_empty() && b.is_ascii_whitespace() {
-                return Ok(out);
-            }
-            self.input.consume(1);
-            out.push(b);
-            if out.len() > MAX_ORDER_BYTES {
-                return Err(out);
-            }
-            if in_string {
-                if escaped {
-                    escaped = false;
-                } else if b == b'\\' {
-                    escaped = true;
-                } else if b == b'"' {
-                    in_string = false;
-                    if depth == 0 {
-                        return Ok(out);
-                    }
-                }
-                continue;
-            }
-            match b {
-                b'"' => in_string = true,
-                b'{' | b'[' => depth += 1,
-                b'}' | b']' => {
-                    depth = depth.saturating_sub(1);
-                    if depth == 0 {
-                        return Ok(out);
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-
-    fn record(&mut self, bytes: Result<Vec<u8>, Vec<u8>>) -> Item {
-        self.rows_read += 1;
-        let number = self.rows_read;
-        let (bytes, truncated) = match bytes {
-            Ok(b) => (b, false),
-            Err(b) => (b, true),
-        };
-        let raw = raw_text(&bytes);
-        let reject = |p: Problem| {
-            Item::Rejected(RejectedRow {
-                row_number: number,
-                column: p.column,
-                reason_code: p.reason.to_string(),
-                message: p.message,
-                raw: raw.clone(),
-            })
-        };
-        if truncated {
-            self.state = State::Done;
-            return reject(Problem::new(
-                "",
-                "bad_json",
-                "the JSON ends inside this order (truncated file?) or the order is larger than 16 MB",
-            ));
-        }
-        let value: Value = match serde_json::from_slice(&bytes) {
-            Ok(v) => v,
-            Err(e) => return reject(Problem::new("", "bad_json", format!("invalid JSON: {e}"))),
-        };
-        let Value::Object(obj) = value else {
-            return reject(Problem::new(
-                "",
-                "bad_json",
-                "expected an order object ({...}) in the array",
-            ));
-        };
-        match order_from_json(&obj, &self.channel, self.zone) {
-            Ok(mut order) => {
-                order.source.rows = vec![number];
-                order.source.path = Some(self.path.clone());
-                Item::Order(Box::new(order))
-            }
-            Err(p) => {
-                let key = s(obj.get("number")).or_else(|| s(obj.get("id")));
-                let p = match key {
-                    Some(k) => Problem {
-                        message: format!("order {k}: {}", p.message),
-                        ..p
-                    },
-                    None => p,
-                };
-                reject(p)
-            }
-        }
-    }
-}
-
-fn raw_text(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    if text.len() <= MAX_RAW {
-        return text.into_owned();
-    }
-    let mut cut = MAX_RAW;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…(truncated)", &text[..cut])
-}
-
-impl OrderReader for WooJsonReader {
-    fn next_item(&mut self) -> Option<Item> {
-        loop {
-            match self.state {
-                State::Done => return None,
-                State::Start => match self.peek()? {
-                    b'[' => {
-                        self.next_byte();
-                        self.state = State::InArray;
-                    }
-                    _ => {
-                        self.state = State::Done;
-                        let v = self.read_value();
-                        return Some(self.record(v));
-                    }
-                },
-                State::InArray => match self.peek() {
-                    None => {
-                        // Array never closed: everything read so far was yielded; stop.
-                        self.state = State::Done;
-                        return None;
-                    }
-                    Some(b']') => {
-                        self.state = State::Done;
-                        return None;
-                    }
-                    Some(b',') => {
-                        self.next_byte();
-                    }
-                    Some(_) => {
-                        let v = self.read_value();
-                        return Some(self.record(v));
-                    }
-                },
-            }
-        }
-    }
-
-    fn rows_read(&self) -> u64 {
-        self.rows_read
-    }
-}
-
-/// A JSON scalar as text: strings as is, numbers by their decimal text, else `None`.
-fn s(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(t) => fields::text(t),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-fn text_at(obj: &Map<String, Value>, key: &str) -> String {
-    s(obj.get(key)).unwrap_or_default()
-}
+/// Fields that name the order in a rejection message.
+pub(crate) const KEY_FIELDS: &[&str] = &["number", "id"];
 
 fn address(obj: &Map<String, Value>, key: &str) -> Option<Address> {
     let a = obj.get(key)?.as_object()?;
@@ -313,10 +90,10 @@ pub(crate) fn order_from_json(
     channel: &str,
     zone: Option<chrono_tz::Tz>,
 ) -> Result<Order, Problem> {
-    let key = s(obj.get("number"))
-        .or_else(|| s(obj.get("id")))
+    let key = scalar(obj.get("number"))
+        .or_else(|| scalar(obj.get("id")))
         .ok_or_else(|| Problem::missing("number"))?;
-    let created = match s(obj.get("date_created_gmt")) {
+    let created = match scalar(obj.get("date_created_gmt")) {
         Some(gmt) => fields::timestamp("date_created_gmt", &gmt, None)?,
         None => fields::timestamp("date_created", &text_at(obj, "date_created"), zone)?,
     };
@@ -345,7 +122,7 @@ pub(crate) fn order_from_json(
         created,
         currency,
         customer: Customer {
-            email: billing_obj.and_then(|b| s(b.get("email"))),
+            email: billing_obj.and_then(|b| scalar(b.get("email"))),
             name: billing.as_ref().and_then(|a| a.name.clone()),
             phone: billing.as_ref().and_then(|a| a.phone.clone()),
         },
@@ -360,8 +137,8 @@ pub(crate) fn order_from_json(
             .get("prices_include_tax")
             .and_then(Value::as_bool)
             .unwrap_or(false),
-        financial_status: s(obj.get("status")),
-        notes: s(obj.get("customer_note")),
+        financial_status: scalar(obj.get("status")),
+        notes: scalar(obj.get("customer_note")),
     };
     Ok(head.into_order(channel, &key, lines))
 }
