@@ -39,14 +39,28 @@ impl SqliteStaging {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .map_err(|source| StagingError::Open {
-                path: path.display().to_string(),
-                source,
-            })?;
+        // Switching a brand-new file to WAL takes a lock the busy timeout does not wait for;
+        // two processes opening a new database at once can see SQLITE_BUSY here: retry.
+        let mut attempt: u64 = 0;
+        let pool = loop {
+            match SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(options.clone())
+                .await
+            {
+                Ok(pool) => break pool,
+                Err(e) if attempt < 10 && is_busy(&e) => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                }
+                Err(source) => {
+                    return Err(StagingError::Open {
+                        path: path.display().to_string(),
+                        source,
+                    })
+                }
+            }
+        };
         // Two processes opening a new database at once (two cron runs on the first night)
         // both apply the migrations; the loser's CREATE TABLE fails once the winner has
         // committed. Running them again then finds them applied.
@@ -71,6 +85,17 @@ impl SqliteStaging {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// SQLITE_BUSY / SQLITE_LOCKED (primary codes 5 and 6).
+fn is_busy(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|c| c.parse::<i64>().ok())
+            .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
+        _ => false,
     }
 }
 
