@@ -35,10 +35,16 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// `sqlite://path/to/file.db` (created if missing).
+    /// `sqlite://path/to/file.db` (created if missing) or `postgres://user@host/db` (the
+    /// password from `PGPASSWORD` or `~/.pgpass`, never in a file or flag).
     pub database_url: String,
+    /// PostgreSQL only: a direct connection (not through a pooler) for the migrations, which
+    /// take an advisory lock. Default: `database_url`.
+    pub database_migration_url: Option<String>,
     pub ingest: IngestConfig,
     pub submit: SubmitConfig,
+    /// The Dataverse service-protection budget every worker of one application user shares.
+    pub budget: crate::submit::budget::BudgetLimits,
     #[serde(rename = "channel")]
     pub channels: Vec<ChannelConfig>,
     pub target: Option<TargetConfig>,
@@ -48,8 +54,10 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             database_url: DEFAULT_DATABASE_URL.into(),
+            database_migration_url: None,
             ingest: IngestConfig::default(),
             submit: SubmitConfig::default(),
+            budget: Default::default(),
             channels: Vec::new(),
             target: None,
         }
@@ -260,14 +268,48 @@ impl Config {
 
     /// Semantic checks serde cannot do.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !self.database_url.starts_with("sqlite:") {
+        let postgres = crate::staging::is_postgres_url(&self.database_url);
+        if !self.database_url.starts_with("sqlite:") && !postgres {
             return Err(invalid(
                 "database_url",
                 format!(
-                    "unsupported URL {:?}: expected sqlite://PATH",
-                    self.database_url
+                    "unsupported URL {:?}: expected sqlite://PATH or postgres://USER@HOST/DATABASE",
+                    crate::staging::redact_url(&self.database_url)
                 ),
             ));
+        }
+        if let Some(m) = &self.database_migration_url {
+            if !postgres || !crate::staging::is_postgres_url(m) {
+                return Err(invalid(
+                    "database_migration_url",
+                    "is for PostgreSQL only: set it to a postgres:// URL of a direct connection",
+                ));
+            }
+        }
+        for (key, url) in [
+            ("database_url", Some(&self.database_url)),
+            ("database_migration_url", self.database_migration_url.as_ref()),
+        ] {
+            if let Some(url) = url {
+                if crate::staging::redact_url(url) != *url {
+                    return Err(invalid(
+                        key,
+                        "holds a password: give it in PGPASSWORD or ~/.pgpass instead, never in a URL",
+                    ));
+                }
+            }
+        }
+        let b = &self.budget;
+        for (key, v) in [
+            ("budget.requests", b.requests),
+            ("budget.execution_ms", b.execution_ms),
+            ("budget.window_secs", b.window_secs),
+            ("budget.concurrent", b.concurrent),
+            ("budget.request_timeout_secs", b.request_timeout_secs),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
         }
         if self.submit.batch_size == 0 {
             return Err(invalid("submit.batch_size", "must be at least 1"));
@@ -420,6 +462,11 @@ impl ChannelConfig {
 /// Scalar keys that `ORDERLOAD_*` variables may set: (env suffix, section, key).
 const ENV_KEYS: &[(&str, Option<&str>, &str)] = &[
     ("DATABASE_URL", None, "database_url"),
+    ("DATABASE_MIGRATION_URL", None, "database_migration_url"),
+    ("BUDGET_REQUESTS", Some("budget"), "requests"),
+    ("BUDGET_EXECUTION_MS", Some("budget"), "execution_ms"),
+    ("BUDGET_WINDOW_SECS", Some("budget"), "window_secs"),
+    ("BUDGET_CONCURRENT", Some("budget"), "concurrent"),
     ("INGEST_SETTLE_SECS", Some("ingest"), "settle_secs"),
     ("INGEST_CHUNK_ORDERS", Some("ingest"), "chunk_orders"),
     ("SUBMIT_BATCH_SIZE", Some("submit"), "batch_size"),

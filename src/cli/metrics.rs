@@ -1,23 +1,19 @@
 //! Prometheus text-format metrics for node_exporter's textfile collector, written atomically
 //! (a temporary file in the same folder, then a rename).
 
-use crate::staging::{SqliteStaging, Staging};
+use crate::staging::Staging;
 use std::path::Path;
 use std::time::Duration;
 
 pub async fn write(
-    staging: &SqliteStaging,
+    staging: &dyn Staging,
     path: &Path,
     duration: Duration,
     exit_code: u8,
     throttled: Option<u64>,
 ) -> anyhow::Result<()> {
     let r = staging.reconciliation().await?;
-    let last_ok: Option<String> = sqlx::query_scalar(
-        "SELECT MAX(finished_at) FROM runs WHERE outcome = 'ok' AND command IN ('run', 'submit')",
-    )
-    .fetch_one(staging.pool())
-    .await?;
+    let last_ok = staging.last_success_at().await?;
     let last_ok = last_ok
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
         .map(|t| t.timestamp());

@@ -12,7 +12,7 @@ mod submit;
 pub mod telemetry;
 
 use crate::config::Config;
-use crate::staging::{RunStart, SqliteStaging, Staging};
+use crate::staging::{RunStart, Staging};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use std::collections::BTreeMap;
@@ -78,11 +78,18 @@ impl Context {
         })
     }
 
-    pub async fn open_staging(&self) -> anyhow::Result<Arc<SqliteStaging>> {
-        let staging = crate::staging::open(&self.config.database_url)
-            .await
-            .with_context(|| format!("opening database {}", self.config.database_url))?;
-        Ok(Arc::new(staging))
+    pub async fn open_staging(&self) -> anyhow::Result<Arc<dyn Staging>> {
+        crate::staging::open_with(
+            &self.config.database_url,
+            self.config.database_migration_url.as_deref(),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "opening database {}",
+                crate::staging::redact_url(&self.config.database_url)
+            )
+        })
     }
 
     /// Record the start of a run of `command`.
@@ -133,14 +140,28 @@ pub struct RunGuard {
 }
 
 impl RunGuard {
+    /// Start a run of a `submit` worker: no lease, only claims (a database that allows
+    /// several workers: PostgreSQL).
+    pub async fn start_worker(ctx: &Context, staging: Arc<dyn Staging>) -> anyhow::Result<Self> {
+        let run_id = ctx.begin_run(staging.as_ref(), "submit").await?;
+        Ok(Self {
+            run_id,
+            lease: crate::submit::LeaseGuard::worker(
+                staging.clone(),
+                run_id,
+                ctx.config.submit.lease_secs,
+            ),
+            staging,
+        })
+    }
+
     /// Start a run of `command` and take the lease. `Err(code)` when another run holds it
     /// (the message is printed and the run is recorded as `lease_held`).
     pub async fn start(
         ctx: &Context,
-        staging: Arc<SqliteStaging>,
+        staging: Arc<dyn Staging>,
         command: &str,
     ) -> anyhow::Result<Result<Self, u8>> {
-        let staging: Arc<dyn Staging> = staging;
         let run_id = ctx.begin_run(staging.as_ref(), command).await?;
         match crate::submit::LeaseGuard::acquire(
             staging.clone(),

@@ -4,6 +4,7 @@
 use super::Context;
 use crate::exit_codes;
 use crate::report::{self, queries, Format, Report, Scope};
+use crate::staging::Staging;
 use anyhow::bail;
 
 #[derive(Debug, clap::Args)]
@@ -48,38 +49,37 @@ pub fn parse_order_arg(raw: &str) -> Result<OrderArg, String> {
 }
 
 /// Build the report the arguments ask for.
-pub async fn build(
-    staging: &crate::staging::SqliteStaging,
-    args: &ReportArgs,
-) -> anyhow::Result<Report> {
+pub async fn build(staging: &dyn Staging, args: &ReportArgs) -> anyhow::Result<Report> {
     let scope = Scope {
         since: args.since.clone(),
         run: args.run,
     };
     Ok(if let Some(id) = args.batch {
-        Report::Batch(queries::batch(staging, id).await?)
+        Report::Batch(staging.report_batch(id).await?)
     } else if let Some(o) = &args.order {
         Report::Order(Box::new(
-            queries::order(staging, &o.channel, &o.external_id, scope.since.as_deref()).await?,
+            staging
+                .report_order(&o.channel, &o.external_id, scope.since.as_deref())
+                .await?,
         ))
     } else if args.failed {
-        Report::Failed(queries::failed(staging, &scope).await?)
+        Report::Failed(staging.report_failed(&scope).await?)
     } else {
-        Report::Summary(Box::new(queries::summary(staging, &scope).await?))
+        Report::Summary(Box::new(staging.report_summary(&scope).await?))
     })
 }
 
 pub async fn run(ctx: &Context, args: ReportArgs) -> anyhow::Result<u8> {
     // A report reads; it must not leave an empty database behind a mistyped path.
     let path = crate::config::database_path(&ctx.config.database_url);
-    if !path.exists() {
+    if !crate::staging::is_postgres_url(&ctx.config.database_url) && !path.exists() {
         bail!(
             "database {} does not exist (nothing has been ingested there yet; check --database or ORDERLOAD_DATABASE_URL)",
             path.display()
         );
     }
     let staging = ctx.open_staging().await?;
-    let report = build(&staging, &args).await;
+    let report = build(staging.as_ref(), &args).await;
     staging.close().await;
     super::print_stdout(&report::render(&report?, args.format))?;
     Ok(exit_codes::OK)

@@ -150,7 +150,6 @@ pub async fn run(ctx: &Context, args: RerunArgs) -> anyhow::Result<u8> {
         "rerun {rerun_id} requested by {user} ({mode}): {}",
         serde_json::to_string(&filter)?
     );
-    use crate::staging::Staging;
     let queued = staging
         .requeue_for_rerun(guard.run_id, &ids, &reason)
         .await?;
@@ -166,7 +165,7 @@ pub async fn run(ctx: &Context, args: RerunArgs) -> anyhow::Result<u8> {
             .await?;
         return Ok(exit_codes::OK);
     }
-    let target = match submit::build_target(ctx) {
+    let target = match submit::build_target(ctx, staging.as_ref()) {
         Ok(t) => t,
         Err(e) => {
             guard

@@ -33,7 +33,7 @@ pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
                 unsettled.len()
             ))?;
         }
-        let target = submit::build_target(ctx)?;
+        let target = submit::build_target(ctx, staging.as_ref())?;
         let opts = submit::options(ctx, args.max_orders);
         let (submit_code, submit_json) =
             submit::submit_phase(staging.clone(), target, &guard, &opts).await?;

@@ -17,15 +17,22 @@ pub struct SubmitArgs {
     pub dry_run: bool,
 }
 
-/// The Dynamics target from `[target]`.
-pub fn build_target(ctx: &Context) -> anyhow::Result<Arc<dyn Target>> {
+/// The Dynamics target from `[target]`, drawing on the application user's throttling budget
+/// kept in `staging` (shared by every worker on PostgreSQL).
+pub fn build_target(ctx: &Context, staging: &dyn Staging) -> anyhow::Result<Arc<dyn Target>> {
+    use crate::dataverse::DataverseTarget;
     let Some(t) = &ctx.config.target else {
         anyhow::bail!("no [target] section in the configuration: say where Dynamics 365 is (see `orderload config example`)");
     };
-    Ok(Arc::new(crate::dataverse::DataverseTarget::new(
-        t,
-        &ctx.config.submit,
-    )?))
+    let worker = format!(
+        "{}:{}",
+        crate::staging::host_name(),
+        std::process::id()
+    );
+    let budget = staging.budget(&DataverseTarget::budget_key(t), &worker, ctx.config.budget);
+    Ok(Arc::new(
+        DataverseTarget::new(t, &ctx.config.submit)?.with_budget(budget),
+    ))
 }
 
 pub fn options(ctx: &Context, max_orders: Option<usize>) -> SubmitOptions {
@@ -40,14 +47,20 @@ pub fn options(ctx: &Context, max_orders: Option<usize>) -> SubmitOptions {
 }
 
 pub async fn run(ctx: &Context, args: SubmitArgs) -> anyhow::Result<u8> {
-    let target = build_target(ctx)?;
     let staging = ctx.open_staging().await?;
+    let target = build_target(ctx, staging.as_ref())?;
     if args.dry_run {
         return dry_run(ctx, staging.as_ref(), target.as_ref(), args.max_orders).await;
     }
-    let guard = match RunGuard::start(ctx, staging.clone(), "submit").await? {
-        Ok(g) => g,
-        Err(code) => return Ok(code),
+    // Several submit workers may share a PostgreSQL database (claims keep them apart); on
+    // SQLite one submitter holds the lease.
+    let guard = if staging.allows_workers() {
+        RunGuard::start_worker(ctx, staging.clone()).await?
+    } else {
+        match RunGuard::start(ctx, staging.clone(), "submit").await? {
+            Ok(g) => g,
+            Err(code) => return Ok(code),
+        }
     };
     let opts = options(ctx, args.max_orders);
     let (code, json) = submit_phase(staging, target, &guard, &opts).await?;
@@ -59,13 +72,12 @@ pub async fn run(ctx: &Context, args: SubmitArgs) -> anyhow::Result<u8> {
 
 /// Run the submit job under `guard`, print its summary, return (exit code, summary JSON).
 pub async fn submit_phase(
-    staging: Arc<crate::staging::SqliteStaging>,
+    staging: Arc<dyn Staging>,
     target: Arc<dyn Target>,
     guard: &RunGuard,
     opts: &SubmitOptions,
 ) -> anyhow::Result<(u8, serde_json::Value)> {
     use tracing::Instrument;
-    let staging: Arc<dyn Staging> = staging;
     let span = tracing::info_span!("submit", run_id = guard.run_id);
     let summary = crate::submit::submit(staging, target, &guard.lease, guard.run_id, opts)
         .instrument(span)

@@ -46,6 +46,10 @@ pub struct ApiClient {
     pub base: String,
     pub auth: TokenProvider,
     pub throttle: Throttle,
+    /// The application user's service-protection budget, shared with every other worker.
+    pub budget: std::sync::Arc<dyn crate::submit::budget::SharedBudget>,
+    /// The `x-ms-dop-hint` last written to the budget (0 = none yet).
+    pub dop_hint_shared: AtomicU64,
     pub policy: RetryPolicy,
     pub requests: AtomicU64,
     pub retries: AtomicU64,
@@ -61,12 +65,23 @@ impl ApiClient {
             let token = self.auth.token().await?;
             let response = {
                 let _permit = self.throttle.acquire().await;
+                let ticket = self.budget.take().await;
                 self.requests.fetch_add(1, Ordering::Relaxed);
-                http::send(&self.http, req, token.value.expose()).await
+                let started = std::time::Instant::now();
+                let r = http::send(&self.http, req, token.value.expose()).await;
+                if let Err(e) = self.budget.finish(ticket, started.elapsed()).await {
+                    tracing::warn!(error = %e, "could not record a request in the throttling budget");
+                }
+                r
             }
             .map_err(SendError::Transport)?;
             if let Some(hint) = response.dop_hint {
                 self.throttle.set_dop_hint(hint);
+                if self.dop_hint_shared.swap(hint as u64, Ordering::Relaxed) != hint as u64 {
+                    if let Err(e) = self.budget.set_dop_hint(hint as u64).await {
+                        tracing::warn!(error = %e, "could not share x-ms-dop-hint");
+                    }
+                }
             }
             if response.status == 401 {
                 let error = parse_error_body(&response.text());
@@ -84,6 +99,7 @@ impl ApiClient {
             if response.status == 429 {
                 let pause = self.policy.delay(throttled, response.retry_after);
                 self.throttle.on_throttled(pause);
+                self.pause_everyone(pause).await;
                 if throttled < self.policy.max_throttled_retries() {
                     throttled += 1;
                     self.retries.fetch_add(1, Ordering::Relaxed);
@@ -100,6 +116,13 @@ impl ApiClient {
                 self.throttle.on_success();
             }
             return Ok(response);
+        }
+    }
+
+    /// A 429: every worker of this application user waits, not only this process.
+    pub async fn pause_everyone(&self, pause: std::time::Duration) {
+        if let Err(e) = self.budget.pause(pause).await {
+            tracing::warn!(error = %e, "could not share a 429's pause with the other workers");
         }
     }
 

@@ -75,6 +75,8 @@ impl DataverseTarget {
                 base: http::api_base(&target.url),
                 auth,
                 throttle: throttle::Throttle::new(submit.max_parallel),
+                budget: Arc::new(crate::submit::budget::LocalBudget::new(Default::default())),
+                dop_hint_shared: AtomicU64::new(0),
                 policy,
                 requests: AtomicU64::new(0),
                 retries: AtomicU64::new(0),
@@ -83,6 +85,19 @@ impl DataverseTarget {
             mapping: MappingConfig::from_target(target),
             references: RwLock::new(None),
         })
+    }
+
+    /// Draw every request from `budget` (shared by all workers of this application user)
+    /// instead of this process's own.
+    pub fn with_budget(mut self, budget: Arc<dyn crate::submit::budget::SharedBudget>) -> Self {
+        self.client.budget = budget;
+        self
+    }
+
+    /// The key of the budget this target's application user draws on: the environment and the
+    /// application (client) id. Dataverse counts its limits per user.
+    pub fn budget_key(target: &TargetConfig) -> String {
+        format!("{} {}", target.url.trim_end_matches('/'), target.client_id)
     }
 
     /// The resolved reference data (after `prepare`).

@@ -157,6 +157,9 @@ pub async fn send_orders(
                         }
                         Ok(BatchReply::Parts { stopped, parts }) => {
                             let per_changeset = changeset_results(&written, &parts);
+                            if let Some(pause) = per_changeset.iter().find_map(throttled_part) {
+                                client.pause_everyone(pause).await;
+                            }
                             for (slot, result) in per_changeset.into_iter().enumerate() {
                                 let i = pending[slot];
                                 match interpret(client, &orders[i].plan, result, stopped) {
@@ -252,6 +255,16 @@ pub async fn send_orders(
             }),
         })
         .collect())
+}
+
+/// A changeset answered 429: how long every worker should wait.
+fn throttled_part(result: &ChangesetResult) -> Option<Duration> {
+    match result {
+        ChangesetResult::Failed { response, .. } if response.status == 429 => {
+            Some(response.retry_after.unwrap_or(Duration::from_secs(1)))
+        }
+        _ => None,
+    }
 }
 
 enum Interpreted {

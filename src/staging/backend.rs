@@ -4,6 +4,15 @@ use super::*;
 
 #[async_trait::async_trait]
 impl Staging for SqliteStaging {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+    fn allows_workers(&self) -> bool {
+        false
+    }
+    async fn close(&self) {
+        self.pool.close().await;
+    }
     async fn begin_run(&self, start: RunStart) -> Result<i64, StagingError> {
         self.insert_run(start).await
     }
@@ -123,5 +132,60 @@ impl Staging for SqliteStaging {
     }
     async fn reconciliation(&self) -> Result<Reconciliation, StagingError> {
         self.reconcile().await
+    }
+    async fn sweep_expired_claims(&self, run_id: i64) -> Result<u64, StagingError> {
+        self.sweep_expired(run_id).await
+    }
+    async fn heartbeat_claims(&self, token: &str, ttl_secs: u64) -> Result<u64, StagingError> {
+        self.extend_claims(token, ttl_secs).await
+    }
+    async fn foreign_claims(&self, token: &str) -> Result<ForeignClaims, StagingError> {
+        self.others_claims(token).await
+    }
+    fn budget(&self, _key: &str, _worker: &str, limits: BudgetLimits) -> Arc<dyn SharedBudget> {
+        Arc::new(crate::submit::budget::LocalBudget::new(limits))
+    }
+    async fn current_lease(&self) -> Result<Option<LeaseInfo>, StagingError> {
+        self.live_lease().await
+    }
+    async fn report_summary(&self, scope: &Scope) -> Result<Summary, ReportError> {
+        crate::report::queries::summary(self, scope).await
+    }
+    async fn report_failed(&self, scope: &Scope) -> Result<FailedReport, ReportError> {
+        crate::report::queries::failed(self, scope).await
+    }
+    async fn report_batch(&self, id: i64) -> Result<BatchReport, ReportError> {
+        crate::report::queries::batch(self, id).await
+    }
+    async fn report_order(
+        &self,
+        channel: &str,
+        external_id: &str,
+        since: Option<&str>,
+    ) -> Result<OrderHistory, ReportError> {
+        crate::report::queries::order(self, channel, external_id, since).await
+    }
+    async fn last_success_at(&self) -> Result<Option<String>, StagingError> {
+        self.last_ok_run().await
+    }
+    async fn rerun_candidates(
+        &self,
+        filter: &RerunFilter,
+    ) -> Result<Vec<RerunCandidate>, StagingError> {
+        self.candidates(filter).await
+    }
+    async fn record_rerun(
+        &self,
+        run_id: i64,
+        requested_by: &str,
+        filter: &RerunFilter,
+        orders: usize,
+        mode: &str,
+    ) -> Result<i64, StagingError> {
+        self.insert_rerun(run_id, requested_by, filter, orders, mode)
+            .await
+    }
+    async fn batch_exists(&self, id: i64) -> Result<bool, StagingError> {
+        self.has_batch(id).await
     }
 }

@@ -45,7 +45,7 @@ fn row_to_info(row: &sqlx::sqlite::SqliteRow) -> LeaseInfo {
 
 /// Whether a process with this pid runs on this host (a holder on this host that died need
 /// not wait for its lease to expire). Linux: `/proc/<pid>`; elsewhere assume alive.
-fn process_alive(pid: i64) -> bool {
+pub(super) fn process_alive(pid: i64) -> bool {
     if cfg!(target_os = "linux") {
         std::path::Path::new(&format!("/proc/{pid}")).exists()
     } else {
@@ -126,7 +126,7 @@ impl SqliteStaging {
     }
 
     /// The live lease, if any (for reports).
-    pub async fn current_lease(&self) -> Result<Option<LeaseInfo>, StagingError> {
+    pub(super) async fn live_lease(&self) -> Result<Option<LeaseInfo>, StagingError> {
         let lease = sqlx::query("SELECT * FROM lease WHERE name = ?")
             .bind(LEASE_NAME)
             .fetch_optional(&self.pool)

@@ -1,11 +1,14 @@
 //! Staging: the database that holds staged orders, rejected rows, batches, the ledger, runs
-//! and the lease. [`open`] is the one place that opens a database, sets pragmas and runs the
-//! migrations. The job talks to it through the [`Staging`] trait, so that a PostgreSQL backend
-//! can sit beside the SQLite one later.
+//! and the lease. [`open`] is the one place that opens a database (the URL scheme picks the
+//! backend), sets its options and runs its migrations. Everything else talks to it through the
+//! [`Staging`] trait: SQLite (one file, one submitter) and PostgreSQL (several workers on
+//! several hosts) implement it side by side, each with its own migrations folder.
 
 mod backend;
+mod claims;
 mod lease;
 mod orders;
+pub mod postgres;
 mod rerun;
 mod runs;
 mod sqlite;
@@ -14,13 +17,18 @@ mod time;
 pub use lease::{LeaseError, LeaseInfo};
 pub use orders::{ChunkCounts, ClaimedOrder, FileRecord, FileStart, FileTotals, RecordedOutcome};
 pub use rerun::{RerunCandidate, RerunFilter};
-pub use runs::{os_user, RunInfo, RunStart};
+pub use runs::{host_name, os_user, RunInfo, RunStart};
+pub use postgres::PgStaging;
+pub use runs::redact_url;
 pub use sqlite::SqliteStaging;
 pub use time::{now_utc, to_db_time};
 
 use crate::channels::RejectedRow;
 use crate::model::Order;
+use crate::report::{BatchReport, FailedReport, OrderHistory, ReportError, Scope, Summary};
+use crate::submit::budget::{BudgetLimits, SharedBudget};
 use crate::submit::target::{OrderOutcome, PlanError};
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StagingError {
@@ -48,9 +56,34 @@ pub enum StagingError {
     },
 }
 
-/// Open (creating if needed) the database at `url` and bring its schema up to date.
-pub async fn open(url: &str) -> Result<SqliteStaging, StagingError> {
-    SqliteStaging::open(url).await
+/// Open (creating if needed) the database at `url` and bring its schema up to date:
+/// `sqlite://path` or `postgres://…` (`postgresql://…`).
+pub async fn open(url: &str) -> Result<Arc<dyn Staging>, StagingError> {
+    open_with(url, None).await
+}
+
+/// [`open`], with PostgreSQL's migrations run over `migration_url` (a direct connection).
+pub async fn open_with(
+    url: &str,
+    migration_url: Option<&str>,
+) -> Result<Arc<dyn Staging>, StagingError> {
+    if is_postgres_url(url) {
+        Ok(Arc::new(PgStaging::open_with(url, migration_url).await?))
+    } else {
+        Ok(Arc::new(SqliteStaging::open(url).await?))
+    }
+}
+
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// The live claims of other holders: how many, and the soonest one's expiry.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ForeignClaims {
+    pub orders: u64,
+    /// Seconds until the first of them expires (0 when already expired).
+    pub first_expiry_secs: f64,
 }
 
 /// Reconciliation: the invariant every run checks and every report shows.
@@ -80,6 +113,13 @@ impl Reconciliation {
 /// What the jobs need from a staging backend.
 #[async_trait::async_trait]
 pub trait Staging: Send + Sync {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+    /// Whether several `submit` processes may work on this database at once, coordinating
+    /// through claims only. SQLite: no, one submitter per file (the lease).
+    fn allows_workers(&self) -> bool;
+    async fn close(&self);
+
     // runs
     async fn begin_run(&self, start: RunStart) -> Result<i64, StagingError>;
     async fn finish_run(
@@ -170,4 +210,42 @@ pub trait Staging: Send + Sync {
         reason: &str,
     ) -> Result<(), StagingError>;
     async fn reconciliation(&self) -> Result<Reconciliation, StagingError>;
+
+    // claims shared by several workers
+    /// Claims whose holder stopped heartbeating (expired) go back to `pending`, with a ledger
+    /// event. Any worker may run it.
+    async fn sweep_expired_claims(&self, run_id: i64) -> Result<u64, StagingError>;
+    /// Extend the expiry of every live claim held under `token`; returns how many.
+    async fn heartbeat_claims(&self, token: &str, ttl_secs: u64) -> Result<u64, StagingError>;
+    /// Live claims held by other tokens.
+    async fn foreign_claims(&self, token: &str) -> Result<ForeignClaims, StagingError>;
+    /// The shared Dataverse throttling budget of one application user.
+    fn budget(&self, key: &str, worker: &str, limits: BudgetLimits) -> Arc<dyn SharedBudget>;
+
+    // operator reads and reruns
+    async fn current_lease(&self) -> Result<Option<LeaseInfo>, StagingError>;
+    async fn report_summary(&self, scope: &Scope) -> Result<Summary, ReportError>;
+    async fn report_failed(&self, scope: &Scope) -> Result<FailedReport, ReportError>;
+    async fn report_batch(&self, id: i64) -> Result<BatchReport, ReportError>;
+    async fn report_order(
+        &self,
+        channel: &str,
+        external_id: &str,
+        since: Option<&str>,
+    ) -> Result<OrderHistory, ReportError>;
+    /// When the last fully successful `run` or `submit` finished (RFC 3339).
+    async fn last_success_at(&self) -> Result<Option<String>, StagingError>;
+    async fn rerun_candidates(
+        &self,
+        filter: &RerunFilter,
+    ) -> Result<Vec<RerunCandidate>, StagingError>;
+    async fn record_rerun(
+        &self,
+        run_id: i64,
+        requested_by: &str,
+        filter: &RerunFilter,
+        orders: usize,
+        mode: &str,
+    ) -> Result<i64, StagingError>;
+    async fn batch_exists(&self, id: i64) -> Result<bool, StagingError>;
 }

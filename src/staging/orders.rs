@@ -98,7 +98,7 @@ pub fn content_hash(order: &Order) -> String {
 }
 
 /// Append `later`'s lines and rows to `earlier` (same order key seen twice in one file).
-fn merge_into(earlier: &mut Order, later: Order) {
+pub(super) fn merge_into(earlier: &mut Order, later: Order) {
     let offset = earlier.lines.len() as u32;
     earlier.lines.extend(later.lines.into_iter().map(|mut l| {
         l.line_number += offset;
@@ -113,15 +113,15 @@ const NO_SOURCE_SUFFIX: &[u8] = br#","source":{"file_id":null,"path":null,"rows"
 
 /// An order serialized once: the content hash (as [`content_hash`] computes it) and the
 /// payload (the order as JSON, with its provenance).
-struct Serialized {
-    hash: String,
-    payload: String,
+pub(super) struct Serialized {
+    pub(super) hash: String,
+    pub(super) payload: String,
 }
 
 /// Serialize `order` without its source into `buf`, hash that, and build the payload by
 /// splicing the real source in place of the empty one: one serialization instead of two, and
 /// no clone of the order. Falls back to a second serialization if the layout ever changes.
-fn serialize_order(order: &mut Order, buf: &mut Vec<u8>) -> Serialized {
+pub(super) fn serialize_order(order: &mut Order, buf: &mut Vec<u8>) -> Serialized {
     let source = std::mem::take(&mut order.source);
     buf.clear();
     let written = serde_json::to_writer(&mut *buf, &*order);
@@ -739,13 +739,14 @@ impl SqliteStaging {
              SELECT o.id, ?, ?, ?, 'in_flight', j.status, j.http, j.code,
                     COALESCE(j.message, 'stored in Dynamics as ' || j.ref)
              FROM j CROSS JOIN staged_orders AS o ON o.id = j.id
-             WHERE o.status = 'in_flight' AND o.claim_token = ?"
+             WHERE o.status = 'in_flight' AND o.claim_token = ? AND o.claim_expires_at >= ?"
         ))
         .bind(&items)
         .bind(batch_id)
         .bind(run_id)
         .bind(&now)
         .bind(token)
+        .bind(&now)
         .execute(&mut *tx)
         .await?;
         let updated = sqlx::query(&format!(
@@ -759,12 +760,14 @@ impl SqliteStaging {
                     dynamics_ref = COALESCE((SELECT ref FROM j WHERE j.id = staged_orders.id), dynamics_ref),
                     batch_id = COALESCE(?, batch_id), claim_token = NULL, claim_expires_at = NULL, updated_at = ?
              WHERE id IN (SELECT id FROM j) AND status = 'in_flight' AND claim_token = ?
+               AND claim_expires_at >= ?
              RETURNING status"
         ))
         .bind(&items)
         .bind(batch_id)
         .bind(&now)
         .bind(token)
+        .bind(&now)
         .fetch_all(&mut *tx)
         .await?;
         let mut rec = RecordedOutcome::default();

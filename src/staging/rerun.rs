@@ -33,11 +33,70 @@ pub struct RerunCandidate {
     pub why: String,
 }
 
+impl RerunCandidate {
+    /// An order the filter matched, with whether (and why) the rerun includes it.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        filter: &RerunFilter,
+        id: i64,
+        channel: String,
+        external_id: String,
+        status: String,
+        attempts: i64,
+        batch_id: Option<i64>,
+        error_code: Option<String>,
+        message: Option<String>,
+        dynamics_ref: Option<String>,
+    ) -> Self {
+        let (included, why) = match status.as_str() {
+            "failed" => (
+                true,
+                format!(
+                    "failed in batch {}: {} {}",
+                    batch_id
+                        .map(|b| b.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    error_code.as_deref().unwrap_or(""),
+                    message.as_deref().unwrap_or("")
+                )
+                .trim_end()
+                .to_string(),
+            ),
+            "pending" => (
+                true,
+                "pending: not sent yet; sent with this rerun".to_string(),
+            ),
+            "succeeded" if filter.include_succeeded => (
+                true,
+                "succeeded; sent again as an update (--include-succeeded)".to_string(),
+            ),
+            "succeeded" => (
+                false,
+                "already succeeded; add --include-succeeded to send it again".to_string(),
+            ),
+            _ => (false, "in flight in another run; left alone".to_string()),
+        };
+        RerunCandidate {
+            id,
+            channel,
+            external_id,
+            status,
+            attempts,
+            batch_id,
+            error_code,
+            message,
+            dynamics_ref,
+            included,
+            why,
+        }
+    }
+}
+
 const COLUMNS: &str = "id, channel, external_id, status, attempts, batch_id, last_error_code, last_error_message, dynamics_ref";
 
 impl SqliteStaging {
     /// The orders matching `filter`, each with the reason it is (or is not) included.
-    pub async fn rerun_candidates(
+    pub(super) async fn candidates(
         &self,
         filter: &RerunFilter,
     ) -> Result<Vec<RerunCandidate>, StagingError> {
@@ -90,58 +149,24 @@ impl SqliteStaging {
             if !seen.insert(id) {
                 continue;
             }
-            let status: String = r.get("status");
-            let batch_id: Option<i64> = r.get("batch_id");
-            let error_code: Option<String> = r.get("last_error_code");
-            let message: Option<String> = r.get("last_error_message");
-            let dynamics_ref: Option<String> = r.get("dynamics_ref");
-            let (included, why) = match status.as_str() {
-                "failed" => (
-                    true,
-                    format!(
-                        "failed in batch {}: {} {}",
-                        batch_id
-                            .map(|b| b.to_string())
-                            .unwrap_or_else(|| "-".into()),
-                        error_code.as_deref().unwrap_or(""),
-                        message.as_deref().unwrap_or("")
-                    )
-                    .trim_end()
-                    .to_string(),
-                ),
-                "pending" => (
-                    true,
-                    "pending: not sent yet; sent with this rerun".to_string(),
-                ),
-                "succeeded" if filter.include_succeeded => (
-                    true,
-                    "succeeded; sent again as an update (--include-succeeded)".to_string(),
-                ),
-                "succeeded" => (
-                    false,
-                    "already succeeded; add --include-succeeded to send it again".to_string(),
-                ),
-                _ => (false, "in flight in another run; left alone".to_string()),
-            };
-            out.push(RerunCandidate {
+            out.push(RerunCandidate::new(
+                filter,
                 id,
-                channel: r.get("channel"),
-                external_id: r.get("external_id"),
-                status,
-                attempts: r.get("attempts"),
-                batch_id,
-                error_code,
-                message,
-                dynamics_ref,
-                included,
-                why,
-            });
+                r.get("channel"),
+                r.get("external_id"),
+                r.get("status"),
+                r.get("attempts"),
+                r.get("batch_id"),
+                r.get("last_error_code"),
+                r.get("last_error_message"),
+                r.get("dynamics_ref"),
+            ));
         }
         Ok(out)
     }
 
     /// Record who asked for a rerun, when, with which filter.
-    pub async fn record_rerun(
+    pub(super) async fn insert_rerun(
         &self,
         run_id: i64,
         requested_by: &str,
@@ -163,7 +188,7 @@ impl SqliteStaging {
     }
 
     /// True when a batch with this id exists.
-    pub async fn batch_exists(&self, id: i64) -> Result<bool, StagingError> {
+    pub(super) async fn has_batch(&self, id: i64) -> Result<bool, StagingError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM batches WHERE id = ?")
             .bind(id)
             .fetch_one(&self.pool)

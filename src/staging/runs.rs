@@ -16,7 +16,7 @@ impl RunStart {
     pub fn this_process(command: &str, args: &[String]) -> Self {
         Self {
             command: command.to_string(),
-            args: args.join(" "),
+            args: args.iter().map(|a| redact_url(a)).collect::<Vec<_>>().join(" "),
             host: host_name(),
             pid: std::process::id(),
             os_user: os_user(),
@@ -93,5 +93,59 @@ impl SqliteStaging {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+}
+
+/// `url` with any password replaced by `***` (`postgres://user:***@host/db`), for the
+/// `runs.args` column, logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_string();
+    };
+    match rest[..at].find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end + 3],
+            &rest[..colon],
+            &rest[at..]
+        ),
+        None => url.to_string(),
+    }
+}
+
+impl SqliteStaging {
+    pub(super) async fn last_ok_run(&self) -> Result<Option<String>, StagingError> {
+        Ok(sqlx::query_scalar(
+            "SELECT MAX(finished_at) FROM runs WHERE outcome = 'ok' AND command IN ('run', 'submit')",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_are_redacted_and_nothing_else() {
+        assert_eq!(
+            redact_url("postgres://ol:s3cr@t@db.example:5432/orders?sslmode=require"),
+            "postgres://ol:***@db.example:5432/orders?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://ol@db/orders"),
+            "postgres://ol@db/orders"
+        );
+        assert_eq!(redact_url("sqlite://a.db"), "sqlite://a.db");
+        assert_eq!(
+            redact_url("--database=postgres://u:p@h/d"),
+            "--database=postgres://u:***@h/d"
+        );
     }
 }

@@ -82,10 +82,6 @@ impl SqliteStaging {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
-
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
 }
 
 /// SQLITE_BUSY / SQLITE_LOCKED (primary codes 5 and 6).

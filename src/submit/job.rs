@@ -68,8 +68,14 @@ pub async fn submit(
     options: &SubmitOptions,
 ) -> Result<SubmitSummary, SubmitError> {
     let token = lease.token().to_string();
+    // One submitter per database (SQLite): whatever is in flight under another token was
+    // left by a run that died. With workers, only expired claims are: the sweep below.
     let mut summary = SubmitSummary {
-        recovered: staging.recover_in_flight(run_id, &token).await?,
+        recovered: if staging.allows_workers() {
+            staging.sweep_expired_claims(run_id).await?
+        } else {
+            staging.recover_in_flight(run_id, &token).await?
+        },
         ..Default::default()
     };
     if summary.recovered > 0 {
@@ -113,7 +119,14 @@ pub async fn submit(
             )
             .await?;
         if claimed.is_empty() {
-            break;
+            match wait_for_others(&staging, run_id, &token, options, &mut tasks, &mut summary)
+                .await?
+            {
+                Waited::Done => break,
+                Waited::Recorded(false) => stopping = true,
+                Waited::Recorded(true) | Waited::Slept => {}
+            }
+            continue;
         }
         summary.claimed += claimed.len() as u64;
         progress.total(summary.claimed);
@@ -188,6 +201,60 @@ pub async fn submit(
     summary.token_refreshes = stats.token_refreshes;
     summary.reconciliation = staging.reconciliation().await?;
     Ok(summary)
+}
+
+enum Waited {
+    /// Nothing claimable, nothing in flight anywhere: the job is done.
+    Done,
+    /// One of this run's batches finished (false: the target failed as a whole).
+    Recorded(bool),
+    /// Other holders' claims are still live; waited a little.
+    Slept,
+}
+
+/// Nothing is claimable now. Finish this run's own batches first; then sweep claims that
+/// expired (their worker died or stalled) and take them; while other workers still hold live
+/// claims, wait for them to finish or expire, so that no order is left in flight when the
+/// last worker exits.
+async fn wait_for_others(
+    staging: &Arc<dyn Staging>,
+    run_id: i64,
+    token: &str,
+    options: &SubmitOptions,
+    tasks: &mut JoinSet<BatchResult>,
+    summary: &mut SubmitSummary,
+) -> Result<Waited, StagingError> {
+    if let Some(done) = tasks.join_next().await {
+        let r = done.expect("batch task panicked");
+        let progress = Progress::new();
+        return Ok(Waited::Recorded(
+            record(staging, run_id, token, r, summary, &progress).await?,
+        ));
+    }
+    let swept = staging.sweep_expired_claims(run_id).await?;
+    if swept > 0 {
+        warn!(
+            orders = swept,
+            "took back orders whose claim expired (their worker died or stalled); sending them again"
+        );
+        summary.recovered += swept;
+        return Ok(Waited::Slept);
+    }
+    if options.only.is_some() || options.max_orders.is_some() {
+        return Ok(Waited::Done);
+    }
+    let others = staging.foreign_claims(token).await?;
+    if others.orders == 0 {
+        return Ok(Waited::Done);
+    }
+    info!(
+        orders = others.orders,
+        first_expiry_secs = others.first_expiry_secs,
+        "other workers hold orders in flight; waiting for them to finish or expire"
+    );
+    let wait = (others.first_expiry_secs + 0.1).clamp(0.1, 1.0);
+    tokio::time::sleep(std::time::Duration::from_secs_f64(wait)).await;
+    Ok(Waited::Slept)
 }
 
 fn stop(summary: &mut SubmitSummary, e: &TargetError) {

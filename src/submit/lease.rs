@@ -1,4 +1,5 @@
-//! Holding the database lease for the length of a run, with a heartbeat.
+//! Holding the database lease for the length of a run, and keeping the run's claims alive,
+//! with a heartbeat.
 
 use crate::staging::{LeaseError, LeaseInfo, Staging};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,10 +8,15 @@ use std::time::Duration;
 use tracing::{error, warn};
 
 /// The lease, held until [`LeaseGuard::release`]. A background task renews it every third
-/// of its lifetime; if renewal fails the guard reports the lease as lost.
+/// of its lifetime; if renewal fails the guard reports the lease as lost. The same task
+/// extends the expiry of every order this run has claimed: a run that dies or stalls stops
+/// heartbeating, its claims expire, and any worker's sweep gives them back.
+///
+/// A *worker* (an extra `submit` on PostgreSQL) holds no lease, only its claims.
 pub struct LeaseGuard {
     staging: Arc<dyn Staging>,
     holder: String,
+    exclusive: bool,
     lost: Arc<AtomicBool>,
     heartbeat: tokio::task::JoinHandle<()>,
     /// The stale lease this run took over, if any.
@@ -29,6 +35,22 @@ impl LeaseGuard {
             warn!(previous_holder = %prev.holder, previous_pid = prev.pid, expired = %prev.expires_at,
                   "took over a stale lease: its holder stopped renewing it");
         }
+        Ok(Self::start(staging, holder, true, ttl_secs, took_over))
+    }
+
+    /// A worker: no lease, only a heartbeat on the claims it takes (PostgreSQL).
+    pub fn worker(staging: Arc<dyn Staging>, run_id: i64, ttl_secs: u64) -> Self {
+        let holder = format!("worker-{run_id}-{}", uuid::Uuid::new_v4().simple());
+        Self::start(staging, holder, false, ttl_secs, None)
+    }
+
+    fn start(
+        staging: Arc<dyn Staging>,
+        holder: String,
+        exclusive: bool,
+        ttl_secs: u64,
+        took_over: Option<LeaseInfo>,
+    ) -> Self {
         let lost = Arc::new(AtomicBool::new(false));
         let heartbeat = {
             let staging = staging.clone();
@@ -38,25 +60,31 @@ impl LeaseGuard {
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(every).await;
-                    match staging.heartbeat_lease(&holder, ttl_secs).await {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            error!("lease lost: another run took it over; stopping");
-                            lost.store(true, Ordering::SeqCst);
-                            return;
+                    if exclusive {
+                        match staging.heartbeat_lease(&holder, ttl_secs).await {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                error!("lease lost: another run took it over; stopping");
+                                lost.store(true, Ordering::SeqCst);
+                                return;
+                            }
+                            Err(e) => warn!(error = %e, "lease heartbeat failed; will retry"),
                         }
-                        Err(e) => warn!(error = %e, "lease heartbeat failed; will retry"),
+                    }
+                    if let Err(e) = staging.heartbeat_claims(&holder, ttl_secs).await {
+                        warn!(error = %e, "claim heartbeat failed; will retry");
                     }
                 }
             })
         };
-        Ok(Self {
+        Self {
             staging,
             holder,
+            exclusive,
             lost,
             heartbeat,
             took_over,
-        })
+        }
     }
 
     /// The claim token: outcomes are recorded only under it.
@@ -70,6 +98,9 @@ impl LeaseGuard {
 
     pub async fn release(self) {
         self.heartbeat.abort();
+        if !self.exclusive {
+            return;
+        }
         if let Err(e) = self.staging.release_lease(&self.holder).await {
             warn!(error = %e, "could not release the lease; it will expire by itself");
         }

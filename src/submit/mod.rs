@@ -4,6 +4,7 @@
 //! [`crate::staging::Staging`] backend, never to HTTP or SQL directly.
 
 mod batching;
+pub mod budget;
 mod job;
 mod lease;
 pub mod target;

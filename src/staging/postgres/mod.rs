@@ -1,0 +1,264 @@
+//! The PostgreSQL backend: the same schema and meanings as SQLite (`sql/postgres/`), for
+//! several workers on several hosts. Claims are taken with `FOR UPDATE SKIP LOCKED` in one
+//! short transaction; expiry, heartbeats and the sweep use the server's clock, so hosts with
+//! skewed clocks cannot steal each other's live claims.
+//!
+//! No session state is relied on (no advisory locks, no temporary tables, no `SET`), so a
+//! transaction-mode connection pooler (PgBouncer) can sit in front. Migrations are the
+//! exception: they take sqlx's advisory lock, so they run over `database_migration_url` (a
+//! direct connection) when one is configured.
+
+mod budget;
+mod ops;
+mod orders;
+mod report;
+
+use super::*;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Staging in a PostgreSQL database.
+#[derive(Clone)]
+pub struct PgStaging {
+    pub(crate) pool: PgPool,
+}
+
+impl PgStaging {
+    /// Connect, and bring the schema up to date over `migration_url` (a direct connection,
+    /// not a pooler) or, when that is not given, over `url` itself.
+    pub async fn open_with(url: &str, migration_url: Option<&str>) -> Result<Self, StagingError> {
+        let pool = connect(url, 8).await?;
+        let migrator = sqlx::migrate!("sql/postgres");
+        match migration_url {
+            Some(direct) => {
+                let direct_pool = connect(direct, 1).await?;
+                let r = migrator.run(&direct_pool).await;
+                direct_pool.close().await;
+                r?;
+            }
+            None => migrator.run(&pool).await?,
+        }
+        Ok(Self { pool })
+    }
+
+    pub async fn open(url: &str) -> Result<Self, StagingError> {
+        Self::open_with(url, None).await
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+async fn connect(url: &str, max: u32) -> Result<PgPool, StagingError> {
+    let redacted = redact_url(url);
+    let options = PgConnectOptions::from_str(url)
+        .map_err(|source| StagingError::Open {
+            path: redacted.clone(),
+            source,
+        })?
+        .application_name("orderload");
+    PgPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_with(options)
+        .await
+        .map_err(|source| StagingError::Open {
+            path: redacted,
+            source,
+        })
+}
+
+#[async_trait::async_trait]
+impl Staging for PgStaging {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+    fn allows_workers(&self) -> bool {
+        true
+    }
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+    async fn begin_run(&self, start: RunStart) -> Result<i64, StagingError> {
+        self.insert_run(start).await
+    }
+    async fn finish_run(
+        &self,
+        run_id: i64,
+        outcome: &str,
+        exit_code: u8,
+        summary: &serde_json::Value,
+    ) -> Result<(), StagingError> {
+        self.update_run_end(run_id, outcome, exit_code, summary)
+            .await
+    }
+    async fn acquire_lease(
+        &self,
+        holder: &str,
+        run_id: i64,
+        ttl_secs: u64,
+    ) -> Result<Option<LeaseInfo>, LeaseError> {
+        self.take_lease(holder, run_id, ttl_secs).await
+    }
+    async fn heartbeat_lease(&self, holder: &str, ttl_secs: u64) -> Result<bool, StagingError> {
+        self.beat(holder, ttl_secs).await
+    }
+    async fn release_lease(&self, holder: &str) -> Result<(), StagingError> {
+        self.drop_lease(holder).await
+    }
+    async fn find_file(&self, sha256: &str) -> Result<Option<FileRecord>, StagingError> {
+        self.select_file(sha256).await
+    }
+    async fn start_file(&self, start: &FileStart, run_id: i64) -> Result<i64, StagingError> {
+        self.insert_file(start, run_id).await
+    }
+    async fn stage_chunk(
+        &self,
+        file_id: i64,
+        run_id: i64,
+        orders: Vec<Order>,
+        rejected: Vec<RejectedRow>,
+    ) -> Result<ChunkCounts, StagingError> {
+        self.write_chunk(file_id, run_id, orders, rejected).await
+    }
+    async fn finish_file(
+        &self,
+        file_id: i64,
+        totals: &FileTotals,
+        error: Option<(&str, &str)>,
+    ) -> Result<(), StagingError> {
+        self.update_file_end(file_id, totals, error).await
+    }
+    async fn recover_in_flight(&self, run_id: i64, token: &str) -> Result<u64, StagingError> {
+        self.requeue_dead_claims(run_id, token).await
+    }
+    async fn claim_orders(
+        &self,
+        run_id: i64,
+        token: &str,
+        limit: usize,
+        max_attempts: u32,
+        lease_secs: u64,
+        only: Option<&[i64]>,
+    ) -> Result<Vec<ClaimedOrder>, StagingError> {
+        self.claim(run_id, token, limit, max_attempts, lease_secs, only)
+            .await
+    }
+    async fn peek_claimable(
+        &self,
+        limit: usize,
+        max_attempts: u32,
+    ) -> Result<Vec<ClaimedOrder>, StagingError> {
+        self.peek(limit, max_attempts).await
+    }
+    async fn requeue_for_rerun(
+        &self,
+        run_id: i64,
+        order_ids: &[i64],
+        reason: &str,
+    ) -> Result<u64, StagingError> {
+        self.requeue(run_id, order_ids, reason).await
+    }
+    async fn create_batch(
+        &self,
+        run_id: i64,
+        order_ids: &[i64],
+        operations: usize,
+        parent: Option<i64>,
+    ) -> Result<i64, StagingError> {
+        self.insert_batch(run_id, order_ids, operations, parent)
+            .await
+    }
+    async fn record_outcomes(
+        &self,
+        run_id: i64,
+        batch_id: Option<i64>,
+        token: &str,
+        outcomes: &[OrderOutcome],
+    ) -> Result<RecordedOutcome, StagingError> {
+        self.write_outcomes(run_id, batch_id, token, outcomes).await
+    }
+    async fn fail_unplannable(
+        &self,
+        run_id: i64,
+        token: &str,
+        order_id: i64,
+        error: &PlanError,
+    ) -> Result<(), StagingError> {
+        self.mark_unplannable(run_id, token, order_id, error).await
+    }
+    async fn release_claims(
+        &self,
+        run_id: i64,
+        token: &str,
+        order_ids: &[i64],
+        reason: &str,
+    ) -> Result<(), StagingError> {
+        self.unclaim(run_id, token, order_ids, reason).await
+    }
+    async fn reconciliation(&self) -> Result<Reconciliation, StagingError> {
+        self.reconcile().await
+    }
+    async fn sweep_expired_claims(&self, run_id: i64) -> Result<u64, StagingError> {
+        self.sweep_expired(run_id).await
+    }
+    async fn heartbeat_claims(&self, token: &str, ttl_secs: u64) -> Result<u64, StagingError> {
+        self.extend_claims(token, ttl_secs).await
+    }
+    async fn foreign_claims(&self, token: &str) -> Result<ForeignClaims, StagingError> {
+        self.others_claims(token).await
+    }
+    fn budget(&self, key: &str, worker: &str, limits: BudgetLimits) -> Arc<dyn SharedBudget> {
+        Arc::new(budget::PgBudget::new(
+            self.pool.clone(),
+            key.to_string(),
+            worker.to_string(),
+            limits,
+        ))
+    }
+    async fn current_lease(&self) -> Result<Option<LeaseInfo>, StagingError> {
+        self.live_lease().await
+    }
+    async fn report_summary(&self, scope: &Scope) -> Result<Summary, ReportError> {
+        report::summary(self, scope).await
+    }
+    async fn report_failed(&self, scope: &Scope) -> Result<FailedReport, ReportError> {
+        report::failed(self, scope).await
+    }
+    async fn report_batch(&self, id: i64) -> Result<BatchReport, ReportError> {
+        report::batch(self, id).await
+    }
+    async fn report_order(
+        &self,
+        channel: &str,
+        external_id: &str,
+        since: Option<&str>,
+    ) -> Result<OrderHistory, ReportError> {
+        report::order(self, channel, external_id, since).await
+    }
+    async fn last_success_at(&self) -> Result<Option<String>, StagingError> {
+        self.last_ok_run().await
+    }
+    async fn rerun_candidates(
+        &self,
+        filter: &RerunFilter,
+    ) -> Result<Vec<RerunCandidate>, StagingError> {
+        self.candidates(filter).await
+    }
+    async fn record_rerun(
+        &self,
+        run_id: i64,
+        requested_by: &str,
+        filter: &RerunFilter,
+        orders: usize,
+        mode: &str,
+    ) -> Result<i64, StagingError> {
+        self.insert_rerun(run_id, requested_by, filter, orders, mode)
+            .await
+    }
+    async fn batch_exists(&self, id: i64) -> Result<bool, StagingError> {
+        self.has_batch(id).await
+    }
+}

@@ -1,0 +1,602 @@
+//! PostgreSQL: staging chunks, claiming with `FOR UPDATE SKIP LOCKED`, outcomes recorded only
+//! under a live claim, heartbeats and the sweep of expired claims. Lists travel as arrays
+//! (`unnest`, `= ANY`), so a chunk or a batch is a handful of statements whatever its size.
+
+use super::PgStaging;
+use crate::channels::RejectedRow;
+use crate::model::Order;
+use crate::staging::orders::{merge_into, serialize_order, Serialized};
+use crate::staging::{
+    ChunkCounts, ClaimedOrder, ForeignClaims, RecordedOutcome, StagingError,
+};
+use crate::submit::target::{OrderOutcome, OrderResult, PlanError};
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+use std::collections::HashMap;
+
+fn claimed(rows: Vec<PgRow>) -> Result<Vec<ClaimedOrder>, StagingError> {
+    rows.into_iter()
+        .map(|r| {
+            let id: i64 = r.get("id");
+            let payload: String = r.get("payload");
+            let order = serde_json::from_str(&payload)
+                .map_err(|source| StagingError::Payload { id, source })?;
+            Ok(ClaimedOrder {
+                id,
+                order,
+                attempts: r.get("attempts"),
+            })
+        })
+        .collect()
+}
+
+impl PgStaging {
+    /// One chunk of a file in one transaction: rejected rows, new orders, changed orders.
+    pub(super) async fn write_chunk(
+        &self,
+        file_id: i64,
+        run_id: i64,
+        orders: Vec<Order>,
+        rejected: Vec<RejectedRow>,
+    ) -> Result<ChunkCounts, StagingError> {
+        let mut counts = ChunkCounts {
+            rejected: rejected.len() as u64,
+            ..Default::default()
+        };
+        // Orders that appear more than once in the chunk (non-contiguous rows) are merged.
+        let mut merged: Vec<Order> = Vec::with_capacity(orders.len());
+        let mut index: HashMap<(String, String), usize> = HashMap::new();
+        for mut order in orders {
+            order.source.file_id = Some(file_id);
+            counts.rows_staged += order.source.rows.len() as u64;
+            let key = (order.channel.clone(), order.external_id.clone());
+            match index.get(&key) {
+                Some(&i) => merge_into(&mut merged[i], order),
+                None => {
+                    index.insert(key, merged.len());
+                    merged.push(order);
+                }
+            }
+        }
+
+        let mut tx = self.pool.begin().await?;
+        if !rejected.is_empty() {
+            let rows: Vec<i64> = rejected.iter().map(|r| r.row_number as i64).collect();
+            let columns: Vec<Option<String>> = rejected.iter().map(|r| r.column.clone()).collect();
+            let reasons: Vec<String> = rejected.iter().map(|r| r.reason_code.to_string()).collect();
+            let messages: Vec<String> = rejected.iter().map(|r| r.message.clone()).collect();
+            let raws: Vec<String> = rejected.iter().map(|r| r.raw.clone()).collect();
+            sqlx::query(
+                "INSERT INTO rejected_rows (source_file_id, row_number, column_name, reason_code, message, raw, created_at)
+                 SELECT $1, r.n, r.c, r.reason, r.message, r.raw, now()
+                 FROM unnest($2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[]) AS r(n, c, reason, message, raw)",
+            )
+            .bind(file_id)
+            .bind(&rows)
+            .bind(&columns)
+            .bind(&reasons)
+            .bind(&messages)
+            .bind(&raws)
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        // Which of these orders exist already? Locked, so a concurrent writer waits.
+        type Existing = (i64, String, String, Option<i64>);
+        let mut existing: HashMap<(String, String), Existing> = HashMap::new();
+        if !merged.is_empty() {
+            let channels: Vec<&str> = merged.iter().map(|o| o.channel.as_str()).collect();
+            let ids: Vec<&str> = merged.iter().map(|o| o.external_id.as_str()).collect();
+            for r in sqlx::query(
+                "SELECT o.id, o.channel, o.external_id, o.content_hash, o.status, o.source_file_id
+                 FROM staged_orders o JOIN unnest($1::TEXT[], $2::TEXT[]) AS k(channel, external_id)
+                   ON o.channel = k.channel AND o.external_id = k.external_id
+                 ORDER BY o.id FOR UPDATE OF o",
+            )
+            .bind(&channels)
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await?
+            {
+                existing.insert(
+                    (r.get("channel"), r.get("external_id")),
+                    (
+                        r.get("id"),
+                        r.get("content_hash"),
+                        r.get("status"),
+                        r.get("source_file_id"),
+                    ),
+                );
+            }
+        }
+
+        let mut new_orders: Vec<(Order, Serialized)> = Vec::new();
+        let mut buf = Vec::with_capacity(4096);
+        for mut order in merged {
+            let key = (order.channel.clone(), order.external_id.clone());
+            let Some((id, old_hash, status, source_file)) = existing.get(&key) else {
+                let s = serialize_order(&mut order, &mut buf);
+                new_orders.push((order, s));
+                counts.new += 1;
+                continue;
+            };
+            if *source_file == Some(file_id) {
+                // Same order key again later in the same file: merge its lines.
+                let payload: String =
+                    sqlx::query_scalar("SELECT payload FROM staged_orders WHERE id = $1")
+                        .bind(id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let mut earlier: Order = serde_json::from_str(&payload)
+                    .map_err(|source| StagingError::Payload { id: *id, source })?;
+                merge_into(&mut earlier, order);
+                order = earlier;
+            }
+            let Serialized { hash, payload } = serialize_order(&mut order, &mut buf);
+            if &hash == old_hash {
+                counts.unchanged += 1;
+                continue;
+            }
+            let requeue = status == "succeeded" || status == "failed";
+            let to_status = if requeue { "pending" } else { status.as_str() };
+            sqlx::query(
+                "UPDATE staged_orders SET payload = $1, content_hash = $2, currency = $3, total = $4, line_count = $5,
+                   row_count = $6, source_rows = $7, order_created_at = $8, source_file_id = $9, updated_at = now(),
+                   status = $10, retryable = CASE WHEN $11 THEN false ELSE retryable END,
+                   attempts = CASE WHEN $11 THEN 0 ELSE attempts END
+                 WHERE id = $12",
+            )
+            .bind(payload)
+            .bind(&hash)
+            .bind(order.currency.as_str())
+            .bind(order.total.map(|t| t.to_string()))
+            .bind(order.lines.len() as i64)
+            .bind(order.source.rows.len() as i64)
+            .bind(serde_json::to_string(&order.source.rows).unwrap_or_default())
+            .bind(order.created_at)
+            .bind(file_id)
+            .bind(to_status)
+            .bind(requeue)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            if *source_file != Some(file_id) {
+                counts.updated += 1;
+            }
+            if requeue {
+                counts.requeued += 1;
+                sqlx::query(
+                    "INSERT INTO ledger (order_id, run_id, at, from_status, to_status, message)
+                     VALUES ($1, $2, now(), $3, 'pending', $4)",
+                )
+                .bind(id)
+                .bind(run_id)
+                .bind(status)
+                .bind(format!(
+                    "content changed in file {file_id}; queued to be sent again as an update"
+                ))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+
+        if !new_orders.is_empty() {
+            let n = new_orders.len();
+            let mut channel = Vec::with_capacity(n);
+            let mut external_id = Vec::with_capacity(n);
+            let mut hash = Vec::with_capacity(n);
+            let mut payload = Vec::with_capacity(n);
+            let mut currency = Vec::with_capacity(n);
+            let mut total: Vec<Option<String>> = Vec::with_capacity(n);
+            let mut line_count = Vec::with_capacity(n);
+            let mut row_count = Vec::with_capacity(n);
+            let mut source_rows = Vec::with_capacity(n);
+            let mut created_at: Vec<DateTime<Utc>> = Vec::with_capacity(n);
+            for (o, s) in new_orders {
+                currency.push(o.currency.as_str().to_string());
+                total.push(o.total.map(|t| t.to_string()));
+                line_count.push(o.lines.len() as i64);
+                row_count.push(o.source.rows.len() as i64);
+                source_rows.push(serde_json::to_string(&o.source.rows).unwrap_or_default());
+                created_at.push(o.created_at);
+                channel.push(o.channel);
+                external_id.push(o.external_id);
+                hash.push(s.hash);
+                payload.push(s.payload);
+            }
+            // A concurrent insert of the same key fails the chunk (and its transaction)
+            // rather than being skipped silently; the scheduler lease makes it not happen.
+            let ids: Vec<i64> = sqlx::query_scalar(
+                "INSERT INTO staged_orders (channel, external_id, status, content_hash, payload, currency, total,
+                   line_count, row_count, source_file_id, source_rows, order_created_at, staged_at, updated_at)
+                 SELECT channel, external_id, 'pending', hash, payload, currency, total, line_count, row_count,
+                        $1, source_rows, created_at, now(), now()
+                 FROM unnest($2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::BIGINT[],
+                             $9::BIGINT[], $10::TEXT[], $11::TIMESTAMPTZ[])
+                      WITH ORDINALITY AS n(channel, external_id, hash, payload, currency, total, line_count, row_count,
+                                           source_rows, created_at, ord)
+                 ORDER BY ord
+                 RETURNING id",
+            )
+            .bind(file_id)
+            .bind(&channel)
+            .bind(&external_id)
+            .bind(&hash)
+            .bind(&payload)
+            .bind(&currency)
+            .bind(&total)
+            .bind(&line_count)
+            .bind(&row_count)
+            .bind(&source_rows)
+            .bind(&created_at)
+            .fetch_all(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO ledger (order_id, run_id, at, from_status, to_status, message)
+                 SELECT id, $2, now(), NULL, 'pending', $3 FROM unnest($1::BIGINT[]) AS id",
+            )
+            .bind(&ids)
+            .bind(run_id)
+            .bind(format!("staged from file {file_id}"))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(counts)
+    }
+
+    /// Every claim not held under `token` back to pending (one submitter per database only;
+    /// with workers, [`Self::sweep_expired`] is the recovery).
+    pub(super) async fn requeue_dead_claims(
+        &self,
+        run_id: i64,
+        token: &str,
+    ) -> Result<u64, StagingError> {
+        self.requeue_claims(run_id, "claim_token IS DISTINCT FROM $2", Some(token), "recovered",
+            "the run that claimed it ended without recording an outcome")
+            .await
+    }
+
+    /// Claims whose holder stopped heartbeating go back to pending, with a ledger event.
+    pub(super) async fn sweep_expired(&self, run_id: i64) -> Result<u64, StagingError> {
+        self.requeue_claims(run_id, "claim_expires_at < now()", None, "claim_expired",
+            "its worker died or stalled past the claim's expiry")
+            .await
+    }
+
+    async fn requeue_claims(
+        &self,
+        run_id: i64,
+        condition: &str,
+        token: Option<&str>,
+        code: &str,
+        why: &str,
+    ) -> Result<u64, StagingError> {
+        let sql = format!(
+            "WITH gone AS (
+                SELECT id, batch_id, claim_token, claim_expires_at FROM staged_orders
+                WHERE status = 'in_flight' AND {condition}
+                FOR UPDATE SKIP LOCKED
+             ), upd AS (
+                UPDATE staged_orders o SET status = 'pending', claim_token = NULL, claim_expires_at = NULL,
+                       updated_at = now()
+                FROM gone WHERE o.id = gone.id
+                RETURNING o.id
+             )
+             INSERT INTO ledger (order_id, batch_id, run_id, at, from_status, to_status, error_code, message)
+             SELECT gone.id, gone.batch_id, $1, now(), 'in_flight', 'pending', $3,
+                    'recovered: the claim of ' || COALESCE(gone.claim_token, '?') || ' (expiring '
+                    || COALESCE(ol_ts(gone.claim_expires_at), '?') || ') ended without an outcome: ' || $4
+                    || '; it will be sent again (upsert by key, no duplicate)'
+             FROM gone JOIN upd ON upd.id = gone.id"
+        );
+        let r = sqlx::query(&sql)
+            .bind(run_id)
+            .bind(token.unwrap_or(""))
+            .bind(code)
+            .bind(why)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    pub(super) async fn extend_claims(
+        &self,
+        token: &str,
+        ttl_secs: u64,
+    ) -> Result<u64, StagingError> {
+        let r = sqlx::query(
+            "UPDATE staged_orders SET claim_expires_at = now() + make_interval(secs => $2)
+             WHERE status = 'in_flight' AND claim_token = $1 AND claim_expires_at > now()",
+        )
+        .bind(token)
+        .bind(ttl_secs as f64)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    pub(super) async fn others_claims(&self, token: &str) -> Result<ForeignClaims, StagingError> {
+        let r = sqlx::query(
+            "SELECT COUNT(*) AS n,
+                    COALESCE(GREATEST(EXTRACT(EPOCH FROM MIN(claim_expires_at) - now()), 0), 0)::FLOAT8 AS first
+             FROM staged_orders WHERE status = 'in_flight' AND claim_token IS DISTINCT FROM $1",
+        )
+        .bind(token)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(ForeignClaims {
+            orders: r.get::<i64, _>("n") as u64,
+            first_expiry_secs: r.get("first"),
+        })
+    }
+
+    /// Claim up to `limit` orders in one short transaction: the rows are picked with
+    /// `FOR UPDATE SKIP LOCKED` (workers never wait for, or take, each other's rows), marked
+    /// in flight under `token` with an expiry, and a ledger event is written for each.
+    pub(super) async fn claim(
+        &self,
+        run_id: i64,
+        token: &str,
+        limit: usize,
+        max_attempts: u32,
+        lease_secs: u64,
+        only: Option<&[i64]>,
+    ) -> Result<Vec<ClaimedOrder>, StagingError> {
+        let rows = sqlx::query(
+            "WITH picked AS (
+                SELECT id, status AS from_status FROM staged_orders
+                WHERE (status = 'pending'
+                       OR (status = 'failed' AND retryable AND attempts < $1 AND COALESCE(last_run_id, -1) != $2))
+                  AND ($3::BIGINT[] IS NULL OR id = ANY($3))
+                ORDER BY id LIMIT $4
+                FOR UPDATE SKIP LOCKED
+             ), upd AS (
+                UPDATE staged_orders o SET status = 'in_flight', claim_token = $5,
+                       claim_expires_at = now() + make_interval(secs => $6), last_run_id = $2,
+                       attempts = o.attempts + 1, updated_at = now()
+                FROM picked WHERE o.id = picked.id
+                RETURNING o.id, o.payload, o.attempts, picked.from_status
+             ), led AS (
+                INSERT INTO ledger (order_id, run_id, at, from_status, to_status, message)
+                SELECT id, $2, now(), from_status, 'in_flight', 'claimed for attempt ' || attempts FROM upd
+             )
+             SELECT id, payload, attempts FROM upd ORDER BY id",
+        )
+        .bind(max_attempts as i64)
+        .bind(run_id)
+        .bind(only)
+        .bind(limit.min(i64::MAX as usize) as i64)
+        .bind(token)
+        .bind(lease_secs as f64)
+        .fetch_all(&self.pool)
+        .await?;
+        claimed(rows)
+    }
+
+    pub(super) async fn peek(
+        &self,
+        limit: usize,
+        max_attempts: u32,
+    ) -> Result<Vec<ClaimedOrder>, StagingError> {
+        let rows = sqlx::query(
+            "SELECT id, payload, attempts FROM staged_orders
+             WHERE status = 'pending' OR (status = 'failed' AND retryable AND attempts < $1)
+             ORDER BY id LIMIT $2",
+        )
+        .bind(max_attempts as i64)
+        .bind(limit.min(i64::MAX as usize) as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        claimed(rows)
+    }
+
+    pub(super) async fn requeue(
+        &self,
+        run_id: i64,
+        order_ids: &[i64],
+        reason: &str,
+    ) -> Result<u64, StagingError> {
+        let r = sqlx::query(
+            "WITH picked AS (
+                SELECT id, batch_id, status FROM staged_orders
+                WHERE id = ANY($1) AND status IN ('failed', 'succeeded', 'pending') FOR UPDATE
+             ), upd AS (
+                UPDATE staged_orders o SET status = 'pending', attempts = 0, retryable = false, updated_at = now()
+                FROM picked WHERE o.id = picked.id RETURNING o.id
+             )
+             INSERT INTO ledger (order_id, batch_id, run_id, at, from_status, to_status, error_code, message)
+             SELECT picked.id, picked.batch_id, $2, now(), picked.status, 'pending', 'rerun', $3
+             FROM picked JOIN upd ON upd.id = picked.id",
+        )
+        .bind(order_ids)
+        .bind(run_id)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    pub(super) async fn insert_batch(
+        &self,
+        run_id: i64,
+        order_ids: &[i64],
+        operations: usize,
+        parent: Option<i64>,
+    ) -> Result<i64, StagingError> {
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO batches (run_id, parent_batch_id, status, orders, operations, created_at)
+             VALUES ($1, $2, 'sending', $3, $4, now()) RETURNING id",
+        )
+        .bind(run_id)
+        .bind(parent)
+        .bind(order_ids.len() as i64)
+        .bind(operations as i64)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE staged_orders SET batch_id = $1 WHERE id = ANY($2)")
+            .bind(id)
+            .bind(order_ids)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Record outcomes, only for orders still claimed under `token` with the claim live
+    /// (not expired): a worker that stalled past its claim records nothing.
+    pub(super) async fn write_outcomes(
+        &self,
+        run_id: i64,
+        batch_id: Option<i64>,
+        token: &str,
+        outcomes: &[OrderOutcome],
+    ) -> Result<RecordedOutcome, StagingError> {
+        let n = outcomes.len();
+        let mut ids = Vec::with_capacity(n);
+        let mut statuses = Vec::with_capacity(n);
+        let mut retryables = Vec::with_capacity(n);
+        let mut https: Vec<Option<i64>> = Vec::with_capacity(n);
+        let mut codes: Vec<Option<String>> = Vec::with_capacity(n);
+        let mut messages: Vec<Option<String>> = Vec::with_capacity(n);
+        let mut refs: Vec<Option<String>> = Vec::with_capacity(n);
+        for o in outcomes {
+            ids.push(o.order_id);
+            match &o.result {
+                OrderResult::Succeeded { dynamics_ref } => {
+                    statuses.push("succeeded");
+                    retryables.push(false);
+                    https.push(None);
+                    codes.push(None);
+                    messages.push(None);
+                    refs.push(Some(dynamics_ref.clone()));
+                }
+                OrderResult::Failed {
+                    retryable,
+                    http_status,
+                    code,
+                    message,
+                } => {
+                    statuses.push("failed");
+                    retryables.push(*retryable);
+                    https.push(http_status.map(i64::from));
+                    codes.push(Some(code.clone()));
+                    messages.push(Some(message.clone()));
+                    refs.push(None);
+                }
+            }
+        }
+        let mut tx = self.pool.begin().await?;
+        let updated: Vec<String> = sqlx::query_scalar(
+            "WITH j AS (
+                SELECT * FROM unnest($1::BIGINT[], $2::TEXT[], $3::BOOLEAN[], $4::BIGINT[], $5::TEXT[], $6::TEXT[], $7::TEXT[])
+                       AS j(id, status, retryable, http, code, message, ref)
+             ), upd AS (
+                UPDATE staged_orders o SET status = j.status, retryable = j.retryable, last_error_code = j.code,
+                       last_error_message = j.message, last_http_status = j.http,
+                       dynamics_ref = COALESCE(j.ref, o.dynamics_ref), batch_id = COALESCE($8, o.batch_id),
+                       claim_token = NULL, claim_expires_at = NULL, updated_at = now()
+                FROM j
+                WHERE o.id = j.id AND o.status = 'in_flight' AND o.claim_token = $9 AND o.claim_expires_at > now()
+                RETURNING o.id, j.status, j.http, j.code, j.message, j.ref
+             ), led AS (
+                INSERT INTO ledger (order_id, batch_id, run_id, at, from_status, to_status, http_status, error_code, message)
+                SELECT id, $8, $10, now(), 'in_flight', status, http, code, COALESCE(message, 'stored in Dynamics as ' || ref)
+                FROM upd
+             )
+             SELECT status FROM upd",
+        )
+        .bind(&ids)
+        .bind(&statuses)
+        .bind(&retryables)
+        .bind(&https)
+        .bind(&codes)
+        .bind(&messages)
+        .bind(&refs)
+        .bind(batch_id)
+        .bind(token)
+        .bind(run_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut rec = RecordedOutcome::default();
+        for s in &updated {
+            if s == "succeeded" {
+                rec.succeeded += 1;
+            } else {
+                rec.failed += 1;
+            }
+        }
+        rec.stale = n as u64 - updated.len() as u64;
+        if let Some(b) = batch_id {
+            sqlx::query(
+                "UPDATE batches SET succeeded = succeeded + $1, failed = failed + $2, finished_at = now(),
+                   status = CASE WHEN failed + $2 = 0 THEN 'succeeded'
+                                 WHEN succeeded + $1 = 0 THEN 'failed' ELSE 'partially_failed' END
+                 WHERE id = $3",
+            )
+            .bind(rec.succeeded as i64)
+            .bind(rec.failed as i64)
+            .bind(b)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(rec)
+    }
+
+    pub(super) async fn unclaim(
+        &self,
+        run_id: i64,
+        token: &str,
+        order_ids: &[i64],
+        reason: &str,
+    ) -> Result<(), StagingError> {
+        sqlx::query(
+            "WITH mine AS (
+                SELECT id, batch_id FROM staged_orders
+                WHERE id = ANY($1) AND status = 'in_flight' AND claim_token = $2 FOR UPDATE
+             ), upd AS (
+                UPDATE staged_orders o SET status = 'pending', attempts = GREATEST(o.attempts - 1, 0),
+                       claim_token = NULL, claim_expires_at = NULL, updated_at = now()
+                FROM mine WHERE o.id = mine.id RETURNING o.id
+             )
+             INSERT INTO ledger (order_id, batch_id, run_id, at, from_status, to_status, message)
+             SELECT mine.id, mine.batch_id, $3, now(), 'in_flight', 'pending', $4
+             FROM mine JOIN upd ON upd.id = mine.id",
+        )
+        .bind(order_ids)
+        .bind(token)
+        .bind(run_id)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn mark_unplannable(
+        &self,
+        run_id: i64,
+        token: &str,
+        order_id: i64,
+        error: &PlanError,
+    ) -> Result<(), StagingError> {
+        self.write_outcomes(
+            run_id,
+            None,
+            token,
+            &[OrderOutcome {
+                order_id,
+                result: OrderResult::Failed {
+                    retryable: false,
+                    http_status: None,
+                    code: error.code.clone(),
+                    message: error.message.clone(),
+                },
+            }],
+        )
+        .await
+        .map(|_| ())
+    }
+}
