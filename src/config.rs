@@ -288,7 +288,10 @@ impl Config {
         }
         for (key, url) in [
             ("database_url", Some(&self.database_url)),
-            ("database_migration_url", self.database_migration_url.as_ref()),
+            (
+                "database_migration_url",
+                self.database_migration_url.as_ref(),
+            ),
         ] {
             if let Some(url) = url {
                 if crate::staging::redact_url(url) != *url {

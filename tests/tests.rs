@@ -1,6 +1,7 @@
-//! The one integration test binary: the real `orderload` binary, real SQLite files, the real
-//! emulator on 127.0.0.1.
+//! The one integration test binary: the real `orderload` binary, real SQLite files (and a real
+//! PostgreSQL when one is configured), the real emulator on 127.0.0.1.
 
+mod backends;
 mod bad_input;
 mod channels_more;
 mod common;

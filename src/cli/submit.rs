@@ -24,11 +24,7 @@ pub fn build_target(ctx: &Context, staging: &dyn Staging) -> anyhow::Result<Arc<
     let Some(t) = &ctx.config.target else {
         anyhow::bail!("no [target] section in the configuration: say where Dynamics 365 is (see `orderload config example`)");
     };
-    let worker = format!(
-        "{}:{}",
-        crate::staging::host_name(),
-        std::process::id()
-    );
+    let worker = format!("{}:{}", crate::staging::host_name(), std::process::id());
     let budget = staging.budget(&DataverseTarget::budget_key(t), &worker, ctx.config.budget);
     Ok(Arc::new(
         DataverseTarget::new(t, &ctx.config.submit)?.with_budget(budget),

@@ -23,11 +23,23 @@ struct UserWindow {
     executions: VecDeque<(Instant, u64)>,
     exec_sum: u64,
     in_flight: u64,
+    /// Every request that arrived in the window, refused or not.
+    arrivals: VecDeque<Instant>,
+}
+
+/// The most a client ever asked of the limits: requests arriving within one window (refused
+/// ones included) and concurrent requests (counting the one arriving). A client that respects
+/// the limits never goes above them.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Peaks {
+    pub requests_in_window: u64,
+    pub concurrent: u64,
 }
 
 #[derive(Default)]
 pub struct LimitState {
     users: HashMap<String, UserWindow>,
+    peaks: Peaks,
 }
 
 /// Formats 1200000 as `1,200,000`, as the service's message does.
@@ -62,6 +74,19 @@ impl LimitState {
     ) -> Result<(), ApiError> {
         let window = Duration::from_secs(settings.limit_window_secs);
         let state = self.users.entry(user.to_string()).or_default();
+        while state
+            .arrivals
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= window)
+        {
+            state.arrivals.pop_front();
+        }
+        state.arrivals.push_back(now);
+        self.peaks.requests_in_window = self
+            .peaks
+            .requests_in_window
+            .max(state.arrivals.len() as u64);
+        self.peaks.concurrent = self.peaks.concurrent.max(state.in_flight + 1);
         while state
             .requests
             .front()
@@ -124,6 +149,10 @@ impl LimitState {
         state.requests.push_back(now);
         state.in_flight += 1;
         Ok(())
+    }
+
+    pub fn peaks(&self) -> Peaks {
+        self.peaks
     }
 
     /// Ends an admitted request, adding its execution time to the window.

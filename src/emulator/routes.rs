@@ -85,6 +85,7 @@ impl Shared {
             "salesorderdetails": store.count_by_set("salesorderdetails"),
             "requests": count(&self.counters.requests),
             "throttled": count(&self.counters.throttled),
+            "peaks": self.limits.lock().expect("limits lock").peaks(),
             "batches": count(&self.counters.batches),
             "dropped": count(&self.counters.dropped),
             "failed_injected": count(&self.counters.failed_injected),

@@ -16,10 +16,10 @@ mod time;
 
 pub use lease::{LeaseError, LeaseInfo};
 pub use orders::{ChunkCounts, ClaimedOrder, FileRecord, FileStart, FileTotals, RecordedOutcome};
-pub use rerun::{RerunCandidate, RerunFilter};
-pub use runs::{host_name, os_user, RunInfo, RunStart};
 pub use postgres::PgStaging;
+pub use rerun::{RerunCandidate, RerunFilter};
 pub use runs::redact_url;
+pub use runs::{host_name, os_user, RunInfo, RunStart};
 pub use sqlite::SqliteStaging;
 pub use time::{now_utc, to_db_time};
 

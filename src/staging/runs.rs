@@ -16,7 +16,11 @@ impl RunStart {
     pub fn this_process(command: &str, args: &[String]) -> Self {
         Self {
             command: command.to_string(),
-            args: args.iter().map(|a| redact_url(a)).collect::<Vec<_>>().join(" "),
+            args: args
+                .iter()
+                .map(|a| redact_url(a))
+                .collect::<Vec<_>>()
+                .join(" "),
             host: host_name(),
             pid: std::process::id(),
             os_user: os_user(),

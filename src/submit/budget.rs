@@ -43,6 +43,12 @@ impl Default for BudgetLimits {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Ticket(pub i64);
 
+/// A request sent without the budget (its store failed); finishing it records nothing.
+pub const UNTRACKED: Ticket = Ticket(-1);
+
+/// Store failures in a row after which a request is sent untracked.
+pub const MAX_STORE_FAILURES: u32 = 10;
+
 /// What the budget's state says about sending one more request now.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Decision {
@@ -126,21 +132,31 @@ pub trait SharedBudget: Send + Sync + std::fmt::Debug {
     /// The server's `x-ms-dop-hint`.
     async fn set_dop_hint(&self, hint: u64) -> Result<(), BudgetError>;
 
-    /// Wait until one request fits, then take it. A store error is logged and retried: sending
-    /// without the budget could overrun it for every worker.
+    /// Wait until one request fits, then take it. A store error is logged and retried (sending
+    /// without the budget could overrun it for every worker); after [`MAX_STORE_FAILURES`] in
+    /// a row the request goes out untracked (this process's own throttle and the service's
+    /// 429s still hold it back) rather than stalling the run.
     async fn take(&self) -> Ticket {
         let mut failures = 0u32;
         loop {
             match self.try_take().await {
                 Ok(Ok(ticket)) => return ticket,
                 Ok(Err((wait, reason))) => {
-                    tracing::debug!(?reason, wait_ms = wait.as_millis() as u64, "waiting for the throttling budget");
+                    tracing::debug!(
+                        ?reason,
+                        wait_ms = wait.as_millis() as u64,
+                        "waiting for the throttling budget"
+                    );
                     tokio::time::sleep(wait.min(Duration::from_secs(1))).await;
+                }
+                Err(e) if failures + 1 >= MAX_STORE_FAILURES => {
+                    tracing::error!(error = %e, "the shared throttling budget cannot be read; sending this request untracked");
+                    return UNTRACKED;
                 }
                 Err(e) => {
                     failures += 1;
                     tracing::warn!(error = %e, "cannot read the shared throttling budget; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(10)))).await;
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(failures))).await;
                 }
             }
         }
@@ -204,8 +220,7 @@ impl SharedBudget for LocalBudget {
                 usage.oldest_request_age = usage.oldest_request_age.max(age.as_secs_f64());
                 if let Some(ms) = ms {
                     usage.execution_ms += ms;
-                    usage.oldest_execution_age =
-                        usage.oldest_execution_age.max(age.as_secs_f64());
+                    usage.oldest_execution_age = usage.oldest_execution_age.max(age.as_secs_f64());
                 }
             }
             if ms.is_none() && age < timeout {

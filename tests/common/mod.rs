@@ -13,12 +13,22 @@ pub const SECRET: &str = "emulator-secret";
 /// A temporary folder with a database and a configuration file.
 pub struct Workspace {
     pub dir: tempfile::TempDir,
+    /// A PostgreSQL database URL instead of the SQLite file in `dir`.
+    pub postgres: Option<String>,
 }
 
 impl Workspace {
     pub fn new() -> Self {
         Self {
             dir: tempfile::tempdir().expect("temp dir"),
+            postgres: None,
+        }
+    }
+    /// A workspace whose database is this PostgreSQL URL.
+    pub fn with_postgres(url: String) -> Self {
+        Self {
+            postgres: Some(url),
+            ..Self::new()
         }
     }
     pub fn path(&self) -> &Path {
@@ -28,7 +38,10 @@ impl Workspace {
         self.path().join("orderload.db")
     }
     pub fn db_url(&self) -> String {
-        format!("sqlite://{}", self.db_path().display())
+        match &self.postgres {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.db_path().display()),
+        }
     }
     pub fn config_path(&self) -> PathBuf {
         self.path().join("orderload.toml")
@@ -73,10 +86,20 @@ impl Workspace {
         self.cmd().args(args).output().expect("run orderload")
     }
     pub fn query_i64(&self, sql: &str) -> i64 {
+        if let Some(url) = &self.postgres {
+            let out = pg::query(url, sql);
+            return out
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{sql}: {out:?}"));
+        }
         let conn = rusqlite::Connection::open(self.db_path()).expect("open db");
         conn.query_row(sql, [], |r| r.get(0)).expect(sql)
     }
     pub fn query_strings(&self, sql: &str) -> Vec<String> {
+        if let Some(url) = &self.postgres {
+            return pg::query(url, sql).lines().map(str::to_string).collect();
+        }
         let conn = rusqlite::Connection::open(self.db_path()).expect("open db");
         let mut stmt = conn.prepare(sql).expect(sql);
         let rows = stmt

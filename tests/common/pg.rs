@@ -147,6 +147,34 @@ fn with_database(url: &str, db: &str) -> String {
     format!("{scheme}://{authority}/{db}{query}")
 }
 
+/// Run a query with `psql` and return its rows, unaligned, one per line (`-tA`). Panics with
+/// psql's output when it fails.
+pub fn query(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-w",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            url,
+            "-c",
+            sql,
+        ])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+}
+
 #[cfg(test)]
 mod unit {
     use super::*;

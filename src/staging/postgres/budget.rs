@@ -50,7 +50,7 @@ impl SharedBudget for PgBudget {
         .map_err(db)?;
         // The lock serializes decisions per budget; everything below is one short transaction.
         let row = sqlx::query(
-            "SELECT COALESCE(EXTRACT(EPOCH FROM paused_until - clock_timestamp()), 0)::FLOAT8 AS paused_for,
+            "SELECT COALESCE(EXTRACT(EPOCH FROM paused_until - statement_timestamp()), 0)::FLOAT8 AS paused_for,
                     dop_hint
              FROM throttle_budget WHERE budget_key = $1 FOR UPDATE",
         )
@@ -61,7 +61,7 @@ impl SharedBudget for PgBudget {
         // Forget what no longer matters to any limit.
         sqlx::query(
             "DELETE FROM throttle_requests
-             WHERE budget_key = $1 AND at < clock_timestamp() - make_interval(secs => $2)",
+             WHERE budget_key = $1 AND at < statement_timestamp() - make_interval(secs => $2)",
         )
         .bind(&self.key)
         .bind(window.max(timeout))
@@ -69,12 +69,14 @@ impl SharedBudget for PgBudget {
         .await
         .map_err(db)?;
         let used = sqlx::query(
-            "SELECT COUNT(*) FILTER (WHERE at >= t - w) AS requests,
-                    COALESCE(EXTRACT(EPOCH FROM t - MIN(at) FILTER (WHERE at >= t - w)), 0)::FLOAT8 AS oldest,
-                    COALESCE(SUM(exec_ms) FILTER (WHERE at >= t - w), 0)::BIGINT AS exec_ms,
-                    COALESCE(EXTRACT(EPOCH FROM t - MIN(at) FILTER (WHERE at >= t - w AND exec_ms IS NOT NULL)), 0)::FLOAT8 AS oldest_exec,
-                    COUNT(*) FILTER (WHERE exec_ms IS NULL AND at >= t - make_interval(secs => $3)) AS in_flight
-             FROM throttle_requests, (SELECT clock_timestamp() AS t, make_interval(secs => $2) AS w) AS now
+            "SELECT COUNT(*) FILTER (WHERE at >= statement_timestamp() - make_interval(secs => $2)) AS requests,
+                    COALESCE(EXTRACT(EPOCH FROM statement_timestamp()
+                        - MIN(at) FILTER (WHERE at >= statement_timestamp() - make_interval(secs => $2))), 0)::FLOAT8 AS oldest,
+                    COALESCE(SUM(exec_ms) FILTER (WHERE at >= statement_timestamp() - make_interval(secs => $2)), 0)::BIGINT AS exec_ms,
+                    COALESCE(EXTRACT(EPOCH FROM statement_timestamp()
+                        - MIN(at) FILTER (WHERE at >= statement_timestamp() - make_interval(secs => $2) AND exec_ms IS NOT NULL)), 0)::FLOAT8 AS oldest_exec,
+                    COUNT(*) FILTER (WHERE exec_ms IS NULL AND at >= statement_timestamp() - make_interval(secs => $3)) AS in_flight
+             FROM throttle_requests
              WHERE budget_key = $1",
         )
         .bind(&self.key)
@@ -97,7 +99,7 @@ impl SharedBudget for PgBudget {
         match decide(&self.limits, &usage) {
             Decision::Send => {
                 let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO throttle_requests (budget_key, worker, at) VALUES ($1, $2, clock_timestamp())
+                    "INSERT INTO throttle_requests (budget_key, worker, at) VALUES ($1, $2, statement_timestamp())
                      RETURNING id",
                 )
                 .bind(&self.key)
@@ -128,7 +130,7 @@ impl SharedBudget for PgBudget {
     async fn pause(&self, retry_after: Duration) -> Result<(), BudgetError> {
         sqlx::query(
             "INSERT INTO throttle_budget (budget_key, paused_until, updated_at)
-             VALUES ($1, clock_timestamp() + make_interval(secs => $2), now())
+             VALUES ($1, statement_timestamp() + make_interval(secs => $2), now())
              ON CONFLICT (budget_key) DO UPDATE SET
                paused_until = GREATEST(COALESCE(throttle_budget.paused_until, '-infinity'), excluded.paused_until),
                updated_at = now()",

@@ -79,7 +79,7 @@ impl PgStaging {
         // The row may not exist yet: create it expired, then lock it.
         sqlx::query(
             "INSERT INTO lease (name, holder, run_id, host, pid, acquired_at, heartbeat_at, expires_at)
-             VALUES ($1, '', NULL, '', 0, now(), now(), '-infinity') ON CONFLICT (name) DO NOTHING",
+             VALUES ($1, '', NULL, '', 0, now(), now(), '1970-01-01T00:00:00Z') ON CONFLICT (name) DO NOTHING",
         )
         .bind(LEASE_NAME)
         .execute(&mut *tx)

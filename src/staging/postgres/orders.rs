@@ -6,9 +6,7 @@ use super::PgStaging;
 use crate::channels::RejectedRow;
 use crate::model::Order;
 use crate::staging::orders::{merge_into, serialize_order, Serialized};
-use crate::staging::{
-    ChunkCounts, ClaimedOrder, ForeignClaims, RecordedOutcome, StagingError,
-};
+use crate::staging::{ChunkCounts, ClaimedOrder, ForeignClaims, RecordedOutcome, StagingError};
 use crate::submit::target::{OrderOutcome, OrderResult, PlanError};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
@@ -253,16 +251,26 @@ impl PgStaging {
         run_id: i64,
         token: &str,
     ) -> Result<u64, StagingError> {
-        self.requeue_claims(run_id, "claim_token IS DISTINCT FROM $2", Some(token), "recovered",
-            "the run that claimed it ended without recording an outcome")
-            .await
+        self.requeue_claims(
+            run_id,
+            "claim_token IS DISTINCT FROM $2",
+            Some(token),
+            "recovered",
+            "the run that claimed it ended without recording an outcome",
+        )
+        .await
     }
 
     /// Claims whose holder stopped heartbeating go back to pending, with a ledger event.
     pub(super) async fn sweep_expired(&self, run_id: i64) -> Result<u64, StagingError> {
-        self.requeue_claims(run_id, "claim_expires_at < now()", None, "claim_expired",
-            "its worker died or stalled past the claim's expiry")
-            .await
+        self.requeue_claims(
+            run_id,
+            "claim_expires_at < now()",
+            None,
+            "claim_expired",
+            "its worker died or stalled past the claim's expiry",
+        )
+        .await
     }
 
     async fn requeue_claims(

@@ -1,0 +1,376 @@
+//! The behaviour suite: the same tests on SQLite and on PostgreSQL, through the real binary
+//! and the emulator. Each test is written once, as a function of the backend; `both!` makes
+//! `backends::sqlite::<name>` and `backends::postgres::<name>` of it. The PostgreSQL ones skip
+//! with a visible message when no server is configured (see `common::pg`).
+
+use crate::common::*;
+use orderload::staging::Staging;
+use orderload::submit::target::{OrderOutcome, OrderResult};
+use serde_json::Value;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+const SHOP: &str = "[[channel]]\nname = \"shop\"\nformat = \"shopify\"\n";
+
+/// A workspace on `backend`, or `None` (skipped) when PostgreSQL is not available.
+fn workspace(backend: Backend, test: &str) -> Option<Workspace> {
+    match backend {
+        Backend::Sqlite => Some(Workspace::new()),
+        Backend::Postgres => pg::fresh_database(test).map(Workspace::with_postgres),
+    }
+}
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    super::$name(super::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    super::$name(super::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+both!(
+    orders_are_staged_sent_once_and_reported,
+    a_reread_file_is_a_duplicate_and_a_changed_order_is_sent_again,
+    a_permanent_error_fails_only_its_order_and_a_rerun_plan_changes_nothing,
+    claims_are_exclusive_expire_and_refuse_stale_outcomes,
+    a_second_runner_is_refused_while_the_lease_is_held,
+    a_killed_submitter_is_recovered_without_duplicates,
+);
+
+fn ingest(ws: &Workspace, name: &str, csv: &str) {
+    ingest_expecting(ws, name, csv, 0)
+}
+
+fn ingest_expecting(ws: &Workspace, name: &str, csv: &str, code: i32) {
+    let file = ws.write_file(&format!("in/{name}"), csv);
+    let out = ws.run(&["ingest", "--channel", "shop", file.to_str().unwrap()]);
+    assert_code(&out, code);
+}
+
+fn report_json(ws: &Workspace, args: &[&str]) -> Value {
+    let mut all = vec!["report", "--format", "json"];
+    all.extend_from_slice(args);
+    let out = ws.run(&all);
+    assert_code(&out, 0);
+    serde_json::from_str(&stdout(&out)).expect("report JSON")
+}
+
+async fn no_duplicates(emu: &orderload::emulator::RunningEmulator) -> usize {
+    let listing: Value = reqwest::get(format!("{}/_emulator/salesorders", emu.base_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listing["duplicates"].as_array().map(|a| a.len()),
+        Some(0),
+        "{listing}"
+    );
+    listing["orders"].as_array().map(|a| a.len()).unwrap_or(0)
+}
+
+async fn orders_are_staged_sent_once_and_reported(backend: Backend) {
+    let Some(ws) = workspace(backend, "staged_sent_once") else {
+        return;
+    };
+    let emu = emulator(|_| {}).await;
+    ws.write_config(Some(&emu.base_url), SHOP);
+    // 30 orders of 2 lines, and one row whose quantity is not a number.
+    let mut csv = shopify_csv(30, 2, "B");
+    let bad = csv
+        .lines()
+        .nth(1)
+        .unwrap()
+        .replacen("#B1000", "#B9999", 1)
+        .replacen(",1,Tee 0,", ",lots,Tee 0,", 1);
+    csv.push_str(&bad);
+    csv.push('\n');
+    ingest_expecting(&ws, "orders.csv", &csv, 3);
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders"), 30);
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM rejected_rows"), 1);
+    assert_eq!(
+        ws.query_strings("SELECT raw FROM rejected_rows")[0].contains("lots"),
+        true
+    );
+    assert_eq!(
+        ws.query_i64("SELECT rows - rows_staged - rejected FROM source_files"),
+        0
+    );
+
+    let out = run_async(&ws, &["submit"]).await;
+    assert_code(&out, 0);
+    assert_eq!(no_duplicates(&emu).await, 30);
+    assert_eq!(emu.state().await["salesorderdetails"], 60);
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM ledger WHERE from_status = 'in_flight' AND to_status = 'succeeded'"),
+        30
+    );
+    let r = report_json(&ws, &[]);
+    assert_eq!(r["orders"]["succeeded"], 30, "{r}");
+    assert_eq!(r["orders"]["total"], 30, "{r}");
+    assert_eq!(r["rejected_rows"], 1, "{r}");
+    assert_eq!(r["reconciliation"]["balanced"], true, "{r}");
+    assert_eq!(r["channels"][0]["channel"], "shop", "{r}");
+    assert!(r["runs"].as_array().unwrap().len() >= 2, "{r}");
+    assert!(
+        r["runs"][0]["started_at"].as_str().unwrap().ends_with('Z'),
+        "times are UTC RFC 3339: {r}"
+    );
+
+    // Nothing left: a second submit sends nothing.
+    let again = run_async(&ws, &["submit"]).await;
+    assert_code(&again, 0);
+    assert_eq!(emu.state().await["salesorders"], 30);
+    let history = report_json(&ws, &["--order", "shop:#B1000"]);
+    let events: Vec<&str> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["pending", "in_flight", "succeeded"], "{history}");
+    assert_eq!(history["files"].as_array().unwrap().len(), 1, "{history}");
+    emu.shutdown().await;
+}
+
+async fn a_reread_file_is_a_duplicate_and_a_changed_order_is_sent_again(backend: Backend) {
+    let Some(ws) = workspace(backend, "reread_duplicate") else {
+        return;
+    };
+    let emu = emulator(|_| {}).await;
+    ws.write_config(Some(&emu.base_url), SHOP);
+    let csv = shopify_csv(12, 1, "D");
+    ingest(&ws, "a.csv", &csv);
+    ingest(&ws, "again.csv", &csv);
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM source_files"), 1);
+    assert_code(&run_async(&ws, &["submit"]).await, 0);
+    // The same orders in a new export, one of them changed.
+    let changed = csv.replacen("Tee 0", "Tee zero", 1) + "\n";
+    ingest(&ws, "b.csv", &changed);
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE status = 'pending'"),
+        1
+    );
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM ledger WHERE message LIKE 'content changed%'"),
+        1
+    );
+    assert_code(&run_async(&ws, &["submit"]).await, 0);
+    assert_eq!(no_duplicates(&emu).await, 12);
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE status = 'succeeded'"),
+        12
+    );
+    emu.shutdown().await;
+}
+
+async fn a_permanent_error_fails_only_its_order_and_a_rerun_plan_changes_nothing(backend: Backend) {
+    let Some(ws) = workspace(backend, "permanent_error") else {
+        return;
+    };
+    let emu = emulator(|_| {}).await;
+    ws.write_config(Some(&emu.base_url), SHOP);
+    // One order with a postal code longer than Dynamics takes (20 characters).
+    let csv = shopify_csv(8, 1, "P").replacen("'02134", "'0213400000000000000000000000", 1);
+    ingest(&ws, "p.csv", &csv);
+    let out = run_async(&ws, &["submit"]).await;
+    assert_code(&out, 3);
+    assert_eq!(no_duplicates(&emu).await, 7);
+    let failed = report_json(&ws, &["--failed"]);
+    assert_eq!(failed["total"], 1, "{failed}");
+    assert_eq!(
+        failed["failed_orders"][0]["external_id"], "#P1000",
+        "{failed}"
+    );
+    assert_eq!(
+        failed["failed_orders"][0]["error_code"], "value_too_long",
+        "{failed}"
+    );
+    assert!(
+        !failed["failed_orders"][0]["hint"]
+            .as_str()
+            .unwrap()
+            .is_empty(),
+        "{failed}"
+    );
+    let ledger = ws.query_i64("SELECT COUNT(*) FROM ledger");
+    let runs = ws.query_i64("SELECT COUNT(*) FROM runs");
+    let plan = run_async(&ws, &["rerun", "--failed", "--dry-run"]).await;
+    assert_code(&plan, 0);
+    assert!(stdout(&plan).contains("#P1000"), "{}", stdout(&plan));
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM ledger"), ledger);
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM runs"), runs);
+    let batch = report_json(&ws, &["--batch", "1"]);
+    assert!(!batch["orders"].as_array().unwrap().is_empty(), "{batch}");
+    emu.shutdown().await;
+}
+
+/// The claim protocol itself, through the `Staging` trait.
+async fn claims_are_exclusive_expire_and_refuse_stale_outcomes(backend: Backend) {
+    let Some(ws) = workspace(backend, "claims") else {
+        return;
+    };
+    ws.write_config(None, SHOP);
+    ingest(&ws, "c.csv", &shopify_csv(10, 1, "C"));
+    let st = orderload::staging::open(&ws.db_url()).await.unwrap();
+    let run = st
+        .begin_run(orderload::staging::RunStart::this_process("submit", &[]))
+        .await
+        .unwrap();
+    let a = st
+        .claim_orders(run, "token-a", 4, 5, 1, None)
+        .await
+        .unwrap();
+    let b = st
+        .claim_orders(run, "token-b", 100, 5, 60, None)
+        .await
+        .unwrap();
+    assert_eq!((a.len(), b.len()), (4, 6));
+    let ids_a: Vec<i64> = a.iter().map(|c| c.id).collect();
+    assert!(b.iter().all(|c| !ids_a.contains(&c.id)), "claims overlap");
+    assert!(st
+        .claim_orders(run, "token-c", 100, 5, 60, None)
+        .await
+        .unwrap()
+        .is_empty());
+    // B heartbeats; A stalls past its 1-second claim.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(st.heartbeat_claims("token-b", 60).await.unwrap(), 6);
+    assert_eq!(
+        st.heartbeat_claims("token-a", 60).await.unwrap(),
+        0,
+        "an expired claim cannot be revived"
+    );
+    let others = st.foreign_claims("token-b").await.unwrap();
+    assert_eq!(others.orders, 4);
+    assert_eq!(st.sweep_expired_claims(run).await.unwrap(), 4);
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM ledger WHERE error_code = 'claim_expired'"),
+        4
+    );
+    let succeeded = |ids: &[i64]| -> Vec<OrderOutcome> {
+        ids.iter()
+            .map(|&order_id| OrderOutcome {
+                order_id,
+                result: OrderResult::Succeeded {
+                    dynamics_ref: format!("ref-{order_id}"),
+                },
+            })
+            .collect()
+    };
+    // A comes back: its outcomes are stale and recorded nowhere.
+    let stale = st
+        .record_outcomes(run, None, "token-a", &succeeded(&ids_a))
+        .await
+        .unwrap();
+    assert_eq!((stale.succeeded, stale.stale), (0, 4));
+    let ids_b: Vec<i64> = b.iter().map(|c| c.id).collect();
+    let live = st
+        .record_outcomes(run, None, "token-b", &succeeded(&ids_b))
+        .await
+        .unwrap();
+    assert_eq!((live.succeeded, live.stale), (6, 0));
+    let again = st
+        .claim_orders(run, "token-c", 100, 5, 60, None)
+        .await
+        .unwrap();
+    let mut again: Vec<i64> = again.iter().map(|c| c.id).collect();
+    again.sort();
+    let mut expected = ids_a.clone();
+    expected.sort();
+    assert_eq!(again, expected, "the swept orders are claimable again");
+    let rec = st.reconciliation().await.unwrap();
+    assert_eq!((rec.succeeded, rec.in_flight, rec.pending), (6, 4, 0));
+    assert!(rec.balanced);
+    st.close().await;
+}
+
+async fn a_second_runner_is_refused_while_the_lease_is_held(backend: Backend) {
+    let Some(ws) = workspace(backend, "lease_held") else {
+        return;
+    };
+    ws.write_config(None, SHOP);
+    let file = ws.write_file("in/l.csv", &shopify_csv(2, 1, "L"));
+    let st = orderload::staging::open(&ws.db_url()).await.unwrap();
+    let run = st
+        .begin_run(orderload::staging::RunStart::this_process("run", &[]))
+        .await
+        .unwrap();
+    assert!(st.acquire_lease("someone-else", run, 600).await.is_ok());
+    let out = ws.run(&["ingest", "--channel", "shop", file.to_str().unwrap()]);
+    assert_code(&out, 4);
+    assert!(
+        stderr(&out).contains("another run holds the lease"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders"), 0);
+    st.release_lease("someone-else").await.unwrap();
+    let out = ws.run(&["ingest", "--channel", "shop", file.to_str().unwrap()]);
+    assert_code(&out, 0);
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders"), 2);
+    st.close().await;
+}
+
+/// SQLite recovers a dead submitter's orders at once (one submitter per file); PostgreSQL
+/// when its claims expire (another worker might be alive). Either way: nothing twice.
+async fn a_killed_submitter_is_recovered_without_duplicates(backend: Backend) {
+    let Some(ws) = workspace(backend, "killed_submitter") else {
+        return;
+    };
+    let emu = emulator(|c| c.latency_ms = 250).await;
+    ws.write_config(Some(&emu.base_url), SHOP);
+    ws.edit_config("batch_size = 10", "batch_size = 2");
+    ingest(&ws, "k.csv", &shopify_csv(30, 2, "K"));
+    let mut child = ws.cmd().arg("submit").spawn().unwrap();
+    for _ in 0..400 {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        if ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE status = 'succeeded'") > 0
+            && ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE status = 'in_flight'") > 0
+        {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let in_flight = ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE status = 'in_flight'");
+    assert!(in_flight > 0, "the kill left orders in flight");
+    let out = run_async(&ws, &["submit"]).await;
+    assert_code(&out, 0);
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE status = 'succeeded'"),
+        30
+    );
+    let code = match backend {
+        Backend::Sqlite => "recovered",
+        Backend::Postgres => "claim_expired",
+    };
+    assert_eq!(
+        ws.query_i64(&format!(
+            "SELECT COUNT(*) FROM ledger WHERE error_code = '{code}'"
+        )),
+        in_flight
+    );
+    assert_eq!(no_duplicates(&emu).await, 30);
+    assert_eq!(emu.state().await["salesorderdetails"], 60);
+    emu.shutdown().await;
+}
