@@ -14,3 +14,4 @@ mod reliability;
 mod report;
 mod security;
 mod submit;
+mod workers;
