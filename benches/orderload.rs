@@ -5,7 +5,8 @@
 //! `memory` (peak RSS at 10× the file size), `throttled` (submit against the emulator's
 //! service-protection limits vs the ceiling they allow), `overhead` (submit vs ingest of
 //! 100,000 orders, no latency, no limits), `report` (`orderload report` vs the sqlite3 CLI on
-//! 1M orders). No arguments runs them all.
+//! 1M orders), `workers` (1, 2 and 4 submit workers on PostgreSQL vs the ideal throughput;
+//! skipped without a PostgreSQL server). No arguments runs them all.
 //!
 //! `ORDERLOAD_BENCH_SMOKE=1` runs small sizes in well under a minute (CI). Data is generated
 //! at bench time (seeded) in a temp folder (`ORDERLOAD_BENCH_DIR` to choose it,
@@ -20,6 +21,7 @@ mod ingest;
 mod measure;
 mod report;
 mod submit;
+mod workers;
 
 use anyhow::Context as _;
 use std::path::PathBuf;
@@ -35,7 +37,14 @@ pub struct Bench {
     pub smoke: bool,
 }
 
-const SECTIONS: &[&str] = &["ingest", "memory", "throttled", "overhead", "report"];
+const SECTIONS: &[&str] = &[
+    "ingest",
+    "memory",
+    "throttled",
+    "overhead",
+    "report",
+    "workers",
+];
 
 fn main() -> anyhow::Result<()> {
     // cargo passes `--bench`; the harness has no flags of its own.
@@ -113,7 +122,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
-    if wanted("throttled") || wanted("overhead") {
+    if wanted("throttled") || wanted("overhead") || wanted("workers") {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -126,6 +135,11 @@ fn main() -> anyhow::Result<()> {
         if wanted("overhead") {
             if let Err(e) = submit::overhead(&bench, &rt) {
                 failures.push(("overhead", e));
+            }
+        }
+        if wanted("workers") {
+            if let Err(e) = workers::workers(&bench, &rt) {
+                failures.push(("workers", e));
             }
         }
     }
