@@ -125,9 +125,8 @@ pub fn workers(b: &Bench, rt: &Runtime) -> anyhow::Result<()> {
         }
         // Sustained rate: from the first order in the emulator to the last.
         let mut first: Option<(Instant, u64)> = None;
-        let mut last = Instant::now();
         let deadline = Instant::now() + Duration::from_secs(600);
-        loop {
+        let last = loop {
             let count = rt.block_on(emu.state())["salesorders"]
                 .as_u64()
                 .unwrap_or(0);
@@ -136,8 +135,7 @@ pub fn workers(b: &Bench, rt: &Runtime) -> anyhow::Result<()> {
                 first = Some((now, count));
             }
             if count >= orders {
-                last = now;
-                break;
+                break now;
             }
             if children
                 .iter_mut()
@@ -147,7 +145,7 @@ pub fn workers(b: &Bench, rt: &Runtime) -> anyhow::Result<()> {
                 bail!("workers stopped with {count} of {orders} orders in the emulator");
             }
             std::thread::sleep(Duration::from_millis(20));
-        }
+        };
         for mut c in children {
             let status = c.wait()?;
             if !status.success() {

@@ -27,6 +27,17 @@ pub struct BudgetLimits {
     pub request_timeout_secs: u64,
 }
 
+impl BudgetLimits {
+    /// How long a request counts against the window here: the window plus a small margin
+    /// (1 %, at least 100 ms). A request is counted when it is taken from the budget, the
+    /// service counts it when it arrives a little later; without the margin a worker waiting
+    /// for the oldest request to leave the window would send just before the service agrees.
+    pub fn counted_secs(&self) -> f64 {
+        let w = self.window_secs as f64;
+        w + (w * 0.01).max(0.1)
+    }
+}
+
 impl Default for BudgetLimits {
     fn default() -> Self {
         Self {
@@ -85,7 +96,7 @@ pub struct Usage {
 
 /// The one rule both stores apply.
 pub fn decide(limits: &BudgetLimits, usage: &Usage) -> Decision {
-    let window = limits.window_secs as f64;
+    let window = limits.counted_secs();
     if usage.paused_for > 0.0 {
         return Decision::Wait(secs(usage.paused_for), WaitReason::Paused);
     }
@@ -196,7 +207,7 @@ impl LocalBudget {
 impl SharedBudget for LocalBudget {
     async fn try_take(&self) -> Result<Result<Ticket, (Duration, WaitReason)>, BudgetError> {
         let now = Instant::now();
-        let window = Duration::from_secs(self.limits.window_secs);
+        let window = Duration::from_secs_f64(self.limits.counted_secs());
         let timeout = Duration::from_secs(self.limits.request_timeout_secs);
         let mut s = self.lock();
         while s
@@ -285,7 +296,7 @@ mod tests {
         };
         match decide(&l, &u) {
             Decision::Wait(d, WaitReason::Requests) => {
-                assert!((d.as_secs_f64() - 1.0).abs() < 1e-6, "{d:?}")
+                assert!((d.as_secs_f64() - 1.1).abs() < 1e-6, "{d:?}")
             }
             other => panic!("{other:?}"),
         }

@@ -37,7 +37,7 @@ fn db(e: sqlx::Error) -> BudgetError {
 #[async_trait::async_trait]
 impl SharedBudget for PgBudget {
     async fn try_take(&self) -> Result<Result<Ticket, (Duration, WaitReason)>, BudgetError> {
-        let window = self.limits.window_secs as f64;
+        let window = self.limits.counted_secs();
         let timeout = self.limits.request_timeout_secs as f64;
         let mut tx = self.pool.begin().await.map_err(db)?;
         sqlx::query(
