@@ -4,7 +4,7 @@
 use crate::common::{assert_code, stderr, stdout, Workspace};
 use orderload::channels::RejectedRow;
 use orderload::model::{CurrencyCode, Customer, Order, OrderLine, Provenance};
-use orderload::staging::{FileStart, FileTotals, RunStart, Staging};
+use orderload::staging::{FileStart, FileTotals, RunStart};
 use orderload::submit::target::{OrderOutcome, OrderResult};
 use rust_decimal::Decimal;
 use serde_json::Value;
