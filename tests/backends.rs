@@ -52,6 +52,7 @@ both!(
     claims_are_exclusive_expire_and_refuse_stale_outcomes,
     a_second_runner_is_refused_while_the_lease_is_held,
     a_killed_submitter_is_recovered_without_duplicates,
+    two_ingests_of_one_file_at_once_stage_it_once,
 );
 
 fn ingest(ws: &Workspace, name: &str, csv: &str) {
@@ -217,7 +218,57 @@ async fn a_permanent_error_fails_only_its_order_and_a_rerun_plan_changes_nothing
     assert_eq!(ws.query_i64("SELECT COUNT(*) FROM runs"), runs);
     let batch = report_json(&ws, &["--batch", "1"]);
     assert!(!batch["orders"].as_array().unwrap().is_empty(), "{batch}");
+    // The real rerun: recorded, the order sent again (and failing again: the data is unchanged).
+    let rerun = run_async(&ws, &["rerun", "--failed"]).await;
+    assert_code(&rerun, 3);
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM reruns"), 1);
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM ledger WHERE error_code = 'rerun'"),
+        1
+    );
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE status = 'failed'"),
+        1
+    );
+    assert_eq!(no_duplicates(&emu).await, 7);
     emu.shutdown().await;
+}
+
+/// Two hosts' schedulers firing at once on the same file: one works, the other exits 4 (or
+/// finds the file a duplicate); the file and its orders are staged once.
+async fn two_ingests_of_one_file_at_once_stage_it_once(backend: Backend) {
+    let Some(ws) = workspace(backend, "two_ingests") else {
+        return;
+    };
+    ws.write_config(None, SHOP);
+    // Create the schema first, so that both start from the same existing database.
+    orderload::staging::open(&ws.db_url())
+        .await
+        .unwrap()
+        .close()
+        .await;
+    let file = ws.write_file("in/same.csv", &shopify_csv(50, 2, "T"));
+    let spawn = || {
+        ws.cmd()
+            .args(["ingest", "--channel", "shop", file.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (mut a, mut b) = (spawn(), spawn());
+    let mut codes = vec![
+        a.wait().unwrap().code().unwrap(),
+        b.wait().unwrap().code().unwrap(),
+    ];
+    codes.sort();
+    assert!(codes == [0, 0] || codes == [0, 4], "{codes:?}");
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM source_files"), 1);
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders"), 50);
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM ledger WHERE to_status = 'pending'"),
+        50
+    );
 }
 
 /// The claim protocol itself, through the `Staging` trait.

@@ -146,13 +146,17 @@ async fn four_workers_with_a_kill_and_a_stall_send_every_order_once_within_the_b
                AND c.to_status = 'in_flight' AND c.run_id = o.run_id)",
     );
     assert_eq!(bad, 0, "outcomes recorded without a live claim");
+    // In particular the resumed worker: after its claims were swept, it recorded an outcome
+    // only for orders it had claimed again.
     let stale_ledger = ws.query_i64(&format!(
-        "SELECT COUNT(*) FROM ledger WHERE run_id = {stalled_run} AND from_status = 'in_flight'
-           AND order_id IN (SELECT order_id FROM ledger WHERE error_code = 'claim_expired'
-                              AND message LIKE '%worker-{stalled_run}-%')
-           AND id > (SELECT MIN(id) FROM ledger WHERE error_code = 'claim_expired'
-                              AND message LIKE '%worker-{stalled_run}-%')
-           AND to_status IN ('succeeded', 'failed')"
+        "SELECT COUNT(*) FROM ledger o
+         JOIN ledger e ON e.order_id = o.order_id AND e.error_code = 'claim_expired'
+                      AND e.message LIKE '%worker-{stalled_run}-%' AND e.id < o.id
+         WHERE o.run_id = {stalled_run} AND o.from_status = 'in_flight'
+           AND o.to_status IN ('succeeded', 'failed')
+           AND NOT EXISTS (SELECT 1 FROM ledger c WHERE c.order_id = o.order_id
+                             AND c.to_status = 'in_flight' AND c.run_id = {stalled_run}
+                             AND c.id > e.id AND c.id < o.id)"
     ));
     assert_eq!(stale_ledger, 0, "the stalled worker recorded swept orders");
 
