@@ -570,6 +570,46 @@ mod tests {
     }
 
     #[test]
+    fn postgres_urls_are_accepted_without_a_password_only() {
+        let ok = Config::from_toml_and_env(
+            "database_url = \"postgres://ol@db:5432/orders\"\ndatabase_migration_url = \"postgres://ol@db-direct/orders\"\n",
+            "t",
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(ok.database_url, "postgres://ol@db:5432/orders");
+        let err = Config::from_toml_and_env(
+            "database_url = \"postgresql://ol:hunter2@db/orders\"\n",
+            "t",
+            &env(&[]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("database_url") && err.contains("PGPASSWORD"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = Config::from_toml_and_env(
+            "database_url = \"mysql://db/orders\"\n",
+            "t",
+            &env(&[("ORDERLOAD_DATABASE_URL", "mysql://u:hunter2@db/x")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("postgres://") && !err.contains("hunter2"), "{err}");
+        let err = Config::from_toml_and_env(
+            "database_migration_url = \"postgres://ol@db/orders\"\n",
+            "t",
+            &env(&[]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("database_migration_url"), "{err}");
+        let err = Config::from_toml_and_env("[budget]\nrequests = 0\n", "t", &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("budget.requests"), "{err}");
+    }
+
+    #[test]
     fn bad_time_zone_names_the_key() {
         let err = Config::from_toml_and_env(
             "[[channel]]\nname = \"x\"\ntime_zone = \"Mars/Base\"\n",

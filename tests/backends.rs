@@ -421,3 +421,51 @@ async fn a_killed_submitter_is_recovered_without_duplicates(backend: Backend) {
     assert_eq!(emu.state().await["salesorderdetails"], 60);
     emu.shutdown().await;
 }
+
+/// PostgreSQL only: the migrations go over `database_migration_url` when it is set (a pooler
+/// in front of `database_url` would break their advisory lock).
+#[test]
+fn postgres_migrations_use_the_direct_connection_when_one_is_configured() {
+    let Some(url) = pg::fresh_database("migration_url") else {
+        return;
+    };
+    let ws = Workspace::with_postgres(url.clone());
+    ws.write_config(None, SHOP);
+    let file = ws.write_file("in/m.csv", &shopify_csv(3, 1, "M"));
+    let ingest = |migration_url: &str| {
+        ws.cmd()
+            .env("ORDERLOAD_DATABASE_MIGRATION_URL", migration_url)
+            .args(["ingest", "--channel", "shop", file.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    // A direct connection that cannot be reached: the migrations cannot run, nothing is done.
+    let out = ingest("postgres://orderload@127.0.0.1:9/nowhere");
+    assert_code(&out, 1);
+    assert!(stderr(&out).contains("127.0.0.1:9"), "{}", stderr(&out));
+    assert_eq!(
+        pg::query(
+            &url,
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'staged_orders'"
+        ),
+        "0"
+    );
+    let out = ingest(&url);
+    assert_code(&out, 0);
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders"), 3);
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM _sqlx_migrations"), 1);
+}
+
+/// An unreachable PostgreSQL is a clear error (exit 1) naming the server, never a hang.
+#[test]
+fn an_unreachable_postgres_exits_1_naming_it() {
+    let ws = Workspace::with_postgres("postgres://orderload@127.0.0.1:9/orders".into());
+    ws.write_config(None, SHOP);
+    let out = ws.run(&["report"]);
+    assert_code(&out, 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("opening database postgres://orderload@127.0.0.1:9/orders"),
+        "{err}"
+    );
+}

@@ -61,7 +61,7 @@ async fn connect(url: &str, max: u32) -> Result<PgPool, StagingError> {
         .application_name("orderload");
     PgPoolOptions::new()
         .max_connections(max)
-        .acquire_timeout(Duration::from_secs(30))
+        .acquire_timeout(Duration::from_secs(10))
         .connect_with(options)
         .await
         .map_err(|source| StagingError::Open {
