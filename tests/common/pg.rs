@@ -48,7 +48,13 @@ pub fn server_url() -> Option<String> {
 /// password, missing `psql`, ...).
 pub fn fresh_database(test_name: &str) -> Option<String> {
     let Some(server) = server_url() else {
-        eprintln!("SKIPPED (no PostgreSQL): {test_name} — set {URL_ENV} (.ci/postgres start does)");
+        // Straight to the stderr handle: the test harness captures `eprintln!` of passing
+        // tests, and a skip must be visible.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED (no PostgreSQL): {test_name} — set {URL_ENV} (.ci/postgres start does)"
+        );
         return None;
     };
     assert!(
