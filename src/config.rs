@@ -585,7 +585,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("database_url") && err.contains("PGPASSWORD"), "{err}");
+        assert!(
+            err.contains("database_url") && err.contains("PGPASSWORD"),
+            "{err}"
+        );
         assert!(!err.contains("hunter2"), "{err}");
         let err = Config::from_toml_and_env(
             "database_url = \"mysql://db/orders\"\n",
@@ -594,7 +597,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("postgres://") && !err.contains("hunter2"), "{err}");
+        assert!(
+            err.contains("postgres://") && !err.contains("hunter2"),
+            "{err}"
+        );
         let err = Config::from_toml_and_env(
             "database_migration_url = \"postgres://ol@db/orders\"\n",
             "t",
