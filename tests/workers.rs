@@ -195,3 +195,70 @@ async fn four_workers_with_a_kill_and_a_stall_send_every_order_once_within_the_b
     );
     emu.shutdown().await;
 }
+
+/// The nightly `run` on the scheduler host beside extra workers on others: the run holds the
+/// lease (a second `run` exits 4), the workers take no lease and share the orders with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_nightly_run_and_extra_workers_share_the_orders_and_a_second_run_exits_4() {
+    let Some(url) = pg::fresh_database("run_and_workers") else {
+        return;
+    };
+    let emu = emulator(|c| c.latency_ms = 250).await;
+    let ws = Workspace::with_postgres(url);
+    ws.write_config(
+        Some(&emu.base_url),
+        &format!(
+            "[[channel]]\nname = \"shop\"\nformat = \"shopify\"\ninbox = \"{0}/inbox\"\narchive = \"{0}/archive\"\n",
+            ws.path().display()
+        ),
+    );
+    ws.write_file("inbox/night.csv", &shopify_csv(400, 1, "N"));
+    let mut run = ws.cmd().arg("run").spawn().unwrap();
+    // Once the run has staged the file, two workers join it.
+    let start = Instant::now();
+    while ws
+        .query_strings(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'source_files'",
+        )
+        .first()
+        .map(String::as_str)
+        != Some("1")
+        || ws.query_i64("SELECT COUNT(*) FROM source_files WHERE status = 'ingested'") == 0
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the run never ingested"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let second = run_async(&ws, &["run"]).await;
+    assert_code(&second, 4);
+    let mut workers: Vec<Child> = (0..2)
+        .map(|_| ws.cmd().arg("submit").spawn().unwrap())
+        .collect();
+    assert_eq!(run.wait().unwrap().code(), Some(0));
+    for w in workers.iter_mut() {
+        assert_eq!(w.wait().unwrap().code(), Some(0));
+    }
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE status = 'succeeded'"),
+        400
+    );
+    let listing: Value = reqwest::get(format!("{}/_emulator/salesorders", emu.base_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listing["duplicates"].as_array().unwrap().len(), 0);
+    assert_eq!(listing["orders"].as_array().unwrap().len(), 400);
+    // More than one process sent orders.
+    let senders =
+        ws.query_i64("SELECT COUNT(DISTINCT run_id) FROM ledger WHERE to_status = 'succeeded'");
+    assert!(senders >= 2, "only {senders} process sent orders");
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM lease WHERE holder != '' AND expires_at > now()"),
+        0
+    );
+    emu.shutdown().await;
+}
