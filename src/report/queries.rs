@@ -450,12 +450,10 @@ async fn failed_orders(
         .scalar_text(
             pool,
             &format!(
-                "SELECT json_group_array(json_object(
-                            'id', o.id, 'channel', o.channel, 'external_id', o.external_id,
-                            'batch_id', o.batch_id, 'attempts', o.attempts,
-                            'error_code', o.last_error_code, 'http_status', o.last_http_status,
-                            'message', o.last_error_message, 'retryable', o.retryable,
-                            'failed_at', o.updated_at))
+                "SELECT json_group_array(json_array(
+                            o.id, o.channel, o.external_id, o.batch_id, o.attempts,
+                            o.last_error_code, o.last_http_status, o.last_error_message,
+                            o.retryable, o.updated_at))
                  FROM staged_orders o{}",
                 clause.sql()
             ),
@@ -467,47 +465,61 @@ async fn failed_orders(
         ))
     })?;
     // Most recent failure first, then in staging order.
-    rows.sort_by(|a, b| b.failed_at.cmp(&a.failed_at).then(a.id.cmp(&b.id)));
+    rows.sort_by(|a, b| b.9.cmp(&a.9).then(a.0.cmp(&b.0)));
     Ok(rows
         .into_iter()
-        .map(|r| {
-            let retryable = r.retryable != 0;
-            FailedOrder {
-                hint: hint_for_order(
-                    &r.channel,
-                    &r.external_id,
-                    r.error_code.as_deref(),
-                    r.http_status,
-                    retryable,
-                ),
-                channel: r.channel,
-                external_id: r.external_id,
-                batch_id: r.batch_id,
-                attempts: r.attempts,
-                error_code: r.error_code,
-                http_status: r.http_status,
-                message: r.message,
+        .map(
+            |FailedOrderRow(
+                _id,
+                channel,
+                external_id,
+                batch_id,
+                attempts,
+                error_code,
+                http_status,
+                message,
                 retryable,
-                failed_at: r.failed_at,
-            }
-        })
+                failed_at,
+            )| {
+                let retryable = retryable != 0;
+                FailedOrder {
+                    hint: hint_for_order(
+                        &channel,
+                        &external_id,
+                        error_code.as_deref(),
+                        http_status,
+                        retryable,
+                    ),
+                    channel,
+                    external_id,
+                    batch_id,
+                    attempts,
+                    error_code,
+                    http_status,
+                    message,
+                    retryable,
+                    failed_at,
+                }
+            },
+        )
         .collect())
 }
 
-/// One element of the JSON array [`failed_orders`] reads.
+/// One element of the JSON array [`failed_orders`] reads: a JSON array of the columns in
+/// this order (no keys: half the bytes to build and to parse).
 #[derive(serde::Deserialize)]
-struct FailedOrderRow {
-    id: i64,
-    channel: String,
-    external_id: String,
-    batch_id: Option<i64>,
-    attempts: i64,
-    error_code: Option<String>,
-    http_status: Option<i64>,
-    message: Option<String>,
-    retryable: i64,
-    failed_at: String,
-}
+struct FailedOrderRow(
+    i64,
+    String,
+    String,
+    Option<i64>,
+    i64,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    i64,
+    String,
+);
 
 /// `report --batch ID`: the batch and each order that was in it, with what happened to it
 /// there and its status now.
