@@ -35,6 +35,8 @@ pub struct Bench {
     /// Scratch folder for generated files and databases.
     pub dir: PathBuf,
     pub smoke: bool,
+    /// `ORDERLOAD_BENCH_KEEP=1`: leave generated files and databases behind for profiling.
+    pub keep: bool,
 }
 
 const SECTIONS: &[&str] = &[
@@ -94,6 +96,7 @@ fn main() -> anyhow::Result<()> {
         self_exe: std::env::current_exe()?,
         dir: tmp.path().to_path_buf(),
         smoke,
+        keep,
     };
     println!(
         "orderload benchmarks{} — binary {}, scratch {}",

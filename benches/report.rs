@@ -203,7 +203,11 @@ pub fn report(b: &Bench) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let _ = std::fs::remove_file(&db);
+    if b.keep {
+        println!("  kept {}", db.display());
+    } else {
+        let _ = std::fs::remove_file(&db);
+    }
     match cli {
         Some(c) => {
             println!(

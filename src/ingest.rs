@@ -117,6 +117,15 @@ pub fn is_settled(path: &Path, settle: Duration) -> bool {
         .unwrap_or(false)
 }
 
+/// What the parser thread hands over: a chunk of orders and rejected rows, the records read so
+/// far, and (with the last chunk) the notes the reader made while parsing.
+struct ParsedChunk {
+    orders: Vec<Order>,
+    rejected: Vec<RejectedRow>,
+    rows_read: u64,
+    notes: Vec<String>,
+}
+
 /// Ingest every source in order; one bad file never stops the others.
 pub async fn ingest(
     staging: &dyn Staging,
@@ -270,8 +279,9 @@ async fn ingest_file(
         }
     };
 
-    // Parse on a thread of its own; chunks come over a bounded channel.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Vec<Order>, Vec<RejectedRow>, u64)>(2);
+    // Parse on a thread of its own; chunks come over a bounded channel. The last one carries
+    // the notes the reader made while parsing.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<ParsedChunk>(2);
     let chunk_orders = options.chunk_orders;
     let mut reader = opened.reader;
     let parser = std::thread::spawn(move || {
@@ -283,22 +293,35 @@ async fn ingest_file(
                 Item::Rejected(r) => rejected.push(r),
             }
             if orders.len() >= chunk_orders || rejected.len() >= chunk_orders {
-                let batch = (
-                    std::mem::replace(&mut orders, Vec::with_capacity(chunk_orders)),
-                    std::mem::take(&mut rejected),
-                    reader.rows_read(),
-                );
-                if tx.blocking_send(batch).is_err() {
+                let chunk = ParsedChunk {
+                    orders: std::mem::replace(&mut orders, Vec::with_capacity(chunk_orders)),
+                    rejected: std::mem::take(&mut rejected),
+                    rows_read: reader.rows_read(),
+                    notes: Vec::new(),
+                };
+                if tx.blocking_send(chunk).is_err() {
                     return;
                 }
             }
         }
-        let _ = tx.blocking_send((orders, rejected, reader.rows_read()));
+        let _ = tx.blocking_send(ParsedChunk {
+            orders,
+            rejected,
+            rows_read: reader.rows_read(),
+            notes: reader.notes(),
+        });
     });
 
-    while let Some((orders, rejected, rows_read)) = rx.recv().await {
+    while let Some(ParsedChunk {
+        orders,
+        rejected,
+        rows_read,
+        notes,
+    }) = rx.recv().await
+    {
         totals.rows = rows_read;
         totals.orders += orders.len() as u64;
+        totals.notes.extend(notes);
         for r in &rejected {
             warn!(row = r.row_number, column = r.column.as_deref().unwrap_or(""), reason = %r.reason_code, "{}", r.message);
         }

@@ -151,28 +151,72 @@ struct MojibakeScan {
     count: u64,
     replacement: u64,
     sample: Option<String>,
+    /// The first (up to) [`WINDOW_CHARS`] characters after the last field or line separator:
+    /// the context a sample shows.
     window: String,
+    window_chars: usize,
+}
+
+const WINDOW_CHARS: usize = 24;
+
+fn is_separator(b: u8) -> bool {
+    matches!(b, b'\n' | b',' | b'\t' | b';')
 }
 
 impl MojibakeScan {
+    /// Every pair and replacement character involves a non-ASCII character, so runs of ASCII
+    /// only move the window and `prev`: they are handled a run at a time, not per character.
     fn scan(&mut self, text: &str) {
-        for c in text.chars() {
-            if c == '\u{FFFD}' {
-                self.replacement += 1;
-                self.remember();
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let ascii = ascii_prefix_len(&bytes[i..]);
+            if ascii > 0 {
+                self.ascii_run(&bytes[i..i + ascii]);
+                i += ascii;
+                continue;
             }
-            if let Some(p) = self.prev {
-                if is_mojibake_pair(p, c) {
-                    self.count += 1;
-                    self.remember_with(c);
-                }
-            }
-            self.prev = Some(c);
-            if c == '\n' || c == ',' || c == '\t' || c == ';' {
+            let c = text[i..].chars().next().expect("i is on a char boundary");
+            self.char(c);
+            i += c.len_utf8();
+        }
+    }
+
+    fn ascii_run(&mut self, run: &[u8]) {
+        let fresh = match run.iter().rposition(|&b| is_separator(b)) {
+            Some(k) => {
                 self.window.clear();
-            } else if self.window.chars().count() < 24 {
-                self.window.push(c);
+                self.window_chars = 0;
+                &run[k + 1..]
             }
+            None => run,
+        };
+        let take = fresh.len().min(WINDOW_CHARS - self.window_chars);
+        // ASCII bytes are characters of their own.
+        self.window
+            .extend(fresh[..take].iter().map(|&b| char::from(b)));
+        self.window_chars += take;
+        self.prev = run.last().map(|&b| char::from(b));
+    }
+
+    fn char(&mut self, c: char) {
+        if c == '\u{FFFD}' {
+            self.replacement += 1;
+            self.remember();
+        }
+        if let Some(p) = self.prev {
+            if is_mojibake_pair(p, c) {
+                self.count += 1;
+                self.remember_with(c);
+            }
+        }
+        self.prev = Some(c);
+        if c == '\n' || c == ',' || c == '\t' || c == ';' {
+            self.window.clear();
+            self.window_chars = 0;
+        } else if self.window_chars < WINDOW_CHARS {
+            self.window.push(c);
+            self.window_chars += 1;
         }
     }
 
@@ -199,6 +243,18 @@ impl MojibakeScan {
             self.count, self.replacement
         ))
     }
+}
+
+/// How many bytes at the start of `bytes` are ASCII (eight at a time).
+fn ascii_prefix_len(bytes: &[u8]) -> usize {
+    let mut n = 0;
+    for word in bytes.chunks_exact(8) {
+        if u64::from_le_bytes(word.try_into().expect("8 bytes")) & 0x8080_8080_8080_8080 != 0 {
+            break;
+        }
+        n += 8;
+    }
+    n + bytes[n..].iter().take_while(|b| b.is_ascii()).count()
 }
 
 /// `Ã`/`Â`/`â` followed by a character that a UTF-8 continuation byte becomes in Windows-1252.
@@ -336,6 +392,58 @@ mod tests {
         assert!(s.notes.iter().any(|n| n.contains("1 U+FFFD")));
         let clean = survey_bytes("Name,City\n#1,Montréal Ölstraße\n".as_bytes()).unwrap();
         assert!(clean.notes.is_empty(), "{:?}", clean.notes);
+    }
+
+    /// The scan as it was written first, one character at a time.
+    fn reference_scan(pieces: &[&str]) -> (u64, u64, Option<String>) {
+        let (mut prev, mut count, mut replacement) = (None::<char>, 0, 0);
+        let (mut sample, mut window) = (None::<String>, String::new());
+        for c in pieces.iter().flat_map(|p| p.chars()) {
+            if c == '\u{FFFD}' {
+                replacement += 1;
+                sample.get_or_insert_with(|| format!("{window}\u{FFFD}"));
+            }
+            if prev.is_some_and(|p| is_mojibake_pair(p, c)) {
+                count += 1;
+                sample.get_or_insert_with(|| format!("{window}{c}"));
+            }
+            prev = Some(c);
+            if matches!(c, '\n' | ',' | '\t' | ';') {
+                window.clear();
+            } else if window.chars().count() < 24 {
+                window.push(c);
+            }
+        }
+        (count, replacement, sample)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn mojibake_scan_matches_the_per_character_scan(
+            pieces in proptest::collection::vec(
+                "([a-z ,;\t\n]{0,40}|Ã©|Ã|Â|â€|é|\u{FFFD}|ü|[a-zÃÂâ€©€é]{1,30}){0,12}",
+                1..4,
+            )
+        ) {
+            let pieces: Vec<&str> = pieces.iter().map(String::as_str).collect();
+            let mut scan = MojibakeScan::default();
+            for p in &pieces {
+                scan.scan(p);
+            }
+            proptest::prop_assert_eq!(
+                (scan.count, scan.replacement, scan.sample),
+                reference_scan(&pieces)
+            );
+        }
+    }
+
+    #[test]
+    fn ascii_prefix_stops_at_the_first_non_ascii_byte() {
+        assert_eq!(ascii_prefix_len(b""), 0);
+        assert_eq!(ascii_prefix_len(b"abc"), 3);
+        assert_eq!(ascii_prefix_len("abcdefghijé".as_bytes()), 10);
+        assert_eq!(ascii_prefix_len("abcdefgé".as_bytes()), 7);
+        assert_eq!(ascii_prefix_len("éa".as_bytes()), 0);
     }
 
     #[test]

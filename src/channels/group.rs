@@ -16,6 +16,7 @@
 
 use super::fields::Problem;
 use super::records::{Record, RecordSource};
+use super::spreadsheet::PostalCodeWatch;
 use super::{Item, OrderReader, RejectedRow};
 use crate::model::Order;
 use std::collections::VecDeque;
@@ -68,11 +69,14 @@ pub(crate) struct GroupedReader<A: RowAdapter> {
     /// Key of an order that exceeded [`MAX_ROWS_PER_ORDER`]; its further rows are rejected.
     oversized: Option<String>,
     finished: bool,
+    /// Spreadsheet damage to postal codes, noticed while the records go by.
+    postal: Option<PostalCodeWatch>,
 }
 
 impl<A: RowAdapter> GroupedReader<A> {
     pub fn new(adapter: A, source: RecordSource, path: String) -> Self {
         GroupedReader {
+            postal: PostalCodeWatch::new(&source.columns),
             adapter,
             source,
             path,
@@ -285,10 +289,15 @@ impl<A: RowAdapter> OrderReader for GroupedReader<A> {
                 return None;
             }
             match self.source.next_record() {
-                Some(r) => match r.defect {
-                    Some(p) => self.accept_defective(r.number, r.raw, r.fields, p),
-                    None => self.accept(r.number, r.raw, r.fields),
-                },
+                Some(r) => {
+                    if let Some(w) = &mut self.postal {
+                        w.check(r.number, &r.fields, &self.source.columns);
+                    }
+                    match r.defect {
+                        Some(p) => self.accept_defective(r.number, r.raw, r.fields, p),
+                        None => self.accept(r.number, r.raw, r.fields),
+                    }
+                }
                 None => {
                     self.flush();
                     self.finished = true;
@@ -299,5 +308,12 @@ impl<A: RowAdapter> OrderReader for GroupedReader<A> {
 
     fn rows_read(&self) -> u64 {
         self.source.rows_read()
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.postal
+            .iter()
+            .filter_map(PostalCodeWatch::note)
+            .collect()
     }
 }

@@ -108,6 +108,12 @@ pub trait OrderReader: Send {
     fn next_item(&mut self) -> Option<Item>;
     /// Data records read so far (excluding the header and blank lines).
     fn rows_read(&self) -> u64;
+    /// Notes about the file learned while reading it (postal codes that lost their leading
+    /// zeros), complete once [`next_item`](Self::next_item) has returned `None`; they follow
+    /// [`OpenedFile::notes`].
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// What [`open_file`] learned about a file before reading its records.
@@ -247,7 +253,7 @@ pub fn open_file(path: &Path, spec: &ChannelSpec) -> Result<OpenedFile, FileErro
     })?;
     let decimal_comma = delimiter == b';';
     let mut notes = notes;
-    notes.extend(damage_notes(path, &survey, delimiter, layout));
+    notes.extend(damage_notes(path, delimiter));
     let name = spec.name.clone();
     let zone = spec.time_zone;
     let reader: Box<dyn OrderReader> = match layout {
@@ -401,14 +407,10 @@ fn json_flavor(
     (flavor, Box::new(std::io::Cursor::new(head).chain(input)))
 }
 
-/// Notes about spreadsheet damage: a `.csv` that is not comma-delimited, postal codes that
-/// lost their leading zeros (a second streaming pass over the records; values are kept).
-fn damage_notes(
-    path: &Path,
-    survey: &decode::Survey,
-    delimiter: u8,
-    layout: Layout,
-) -> Vec<String> {
+/// Notes about spreadsheet damage known from the header: a `.csv` that is not
+/// comma-delimited. (Postal codes that lost their leading zeros are noticed by the reader as
+/// it parses: [`OrderReader::notes`].)
+fn damage_notes(path: &Path, delimiter: u8) -> Vec<String> {
     let mut notes = Vec::new();
     let is_csv = path
         .extension()
@@ -419,11 +421,6 @@ fn damage_notes(
         notes.push(format!(
             "a .csv file delimited by {d} (saved by a spreadsheet?); read with that delimiter"
         ));
-    }
-    let quoting = !matches!(layout, Layout::AmazonAllOrders | Layout::AmazonUnshipped);
-    if let Ok(Some(text)) = decode::open_text(path, survey) {
-        let source = RecordSource::new(text.reader, delimiter, quoting);
-        notes.extend(spreadsheet::postal_code_note(source));
     }
     notes
 }

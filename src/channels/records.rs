@@ -13,12 +13,21 @@ use std::io::Read;
 struct TeeReader {
     inner: Box<dyn Read + Send>,
     kept: Vec<u8>,
+    /// `kept[..claimed]` belongs to records already returned. It is dropped in one move when
+    /// it is at least half of `kept` (dropping it per record moved the rest of the buffer
+    /// every time: ~6 % of an ingest's CPU).
+    claimed: usize,
     /// Byte offset (in the decoded stream) of `kept[0]`.
     base: u64,
 }
 
 impl Read for TeeReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.claimed > 0 && self.claimed * 2 >= self.kept.len() {
+            self.kept.drain(..self.claimed);
+            self.base += self.claimed as u64;
+            self.claimed = 0;
+        }
         let n = self.inner.read(buf)?;
         self.kept.extend_from_slice(&buf[..n]);
         Ok(n)
@@ -116,6 +125,7 @@ impl RecordSource {
         let tee = TeeReader {
             inner: text,
             kept: Vec::new(),
+            claimed: 0,
             base: 0,
         };
         let mut csv = csv::ReaderBuilder::new()
@@ -161,11 +171,18 @@ impl RecordSource {
     fn release_up_to_position(&mut self) -> String {
         let end = self.csv.position().byte();
         let tee = self.csv.get_mut();
-        let take = end.saturating_sub(tee.base).min(tee.kept.len() as u64) as usize;
-        let raw_bytes: Vec<u8> = tee.kept.drain(..take).collect();
-        tee.base += take as u64;
-        let raw = String::from_utf8_lossy(&raw_bytes);
-        raw.trim_matches(['\r', '\n']).to_string()
+        let start = tee.claimed;
+        let unclaimed = tee.kept.len() - start;
+        let take = end
+            .saturating_sub(tee.base + start as u64)
+            .min(unclaimed as u64) as usize;
+        tee.claimed += take;
+        let raw_bytes = &tee.kept[start..start + take];
+        let trim = |s: &str| s.trim_matches(['\r', '\n']).to_string();
+        match std::str::from_utf8(raw_bytes) {
+            Ok(raw) => trim(raw),
+            Err(_) => trim(&String::from_utf8_lossy(raw_bytes)),
+        }
     }
 
     /// The next data record, skipping records whose cells are all empty (blank lines,
@@ -323,6 +340,48 @@ mod tests {
             delimiter,
             quoting,
         )
+    }
+
+    /// Reads one byte at a time from a few at a time, so records straddle every refill.
+    struct Trickle(Cursor<Vec<u8>>, usize);
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.1 = self.1 % 7 + 1;
+            let n = buf.len().min(self.1);
+            self.0.read(&mut buf[..n])
+        }
+    }
+
+    #[test]
+    fn raw_text_survives_many_buffer_refills() {
+        let mut text = String::from("a,b\r\n");
+        let mut want = Vec::new();
+        for i in 0..20_000 {
+            let line = match i % 4 {
+                0 => format!("{i},plain"),
+                1 => format!("{i},\"quoted, with comma\""),
+                2 => format!("{i},\"two\nlines é\""),
+                _ => format!("{i},{}", "x".repeat(i % 300)),
+            };
+            text.push_str(&line);
+            text.push_str(if i % 2 == 0 { "\r\n" } else { "\n" });
+            want.push(line);
+        }
+        for reader in [
+            Box::new(Cursor::new(text.clone().into_bytes())) as Box<dyn Read + Send>,
+            Box::new(Trickle(Cursor::new(text.clone().into_bytes()), 0)),
+        ] {
+            let mut src = RecordSource::new(reader, b',', true);
+            let mut got = Vec::new();
+            while let Some(r) = src.next_record() {
+                got.push(r.raw);
+            }
+            assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g, w);
+            }
+        }
     }
 
     #[test]

@@ -7,9 +7,10 @@
 //! 1900 and the 1904 date systems, and nothing in the file says which one was used.
 
 use super::fields::{Problem, Timestamp};
-use super::records::RecordSource;
+use super::records::Columns;
 use crate::model::CurrencyCode;
 use chrono::{LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use csv::StringRecord;
 use rust_decimal::Decimal;
 
 /// Which ambiguous numeric date order a format writes natively.
@@ -326,46 +327,63 @@ fn country_for(postal: &str, names: &[String]) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
-/// Read a delimited file once more and look for postal codes that lost their leading zeros.
-/// The values are kept as the file has them; this only produces a note for the file.
-pub(crate) fn postal_code_note(mut source: RecordSource) -> Option<String> {
-    let names = source.columns.names.clone();
-    let pairs: Vec<(usize, usize)> = names
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| is_postal_column(n))
-        .filter_map(|(i, n)| country_for(n, &names).map(|c| (i, c)))
-        .collect();
-    if pairs.is_empty() {
-        return None;
+/// Looks for postal codes that lost their leading zeros in the records of a delimited file,
+/// as the parser reads them (no pass of its own). The values are kept as the file has them;
+/// this only produces a note for the file.
+pub(crate) struct PostalCodeWatch {
+    /// (postal column, its country column), by position.
+    pairs: Vec<(usize, usize)>,
+    count: u64,
+    first: Option<String>,
+}
+
+impl PostalCodeWatch {
+    /// `None` when the header has no postal column with a country column to judge it by.
+    pub fn new(columns: &Columns) -> Option<Self> {
+        let names = &columns.names;
+        let pairs: Vec<(usize, usize)> = names
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| is_postal_column(n))
+            .filter_map(|(i, n)| country_for(n, names).map(|c| (i, c)))
+            .collect();
+        (!pairs.is_empty()).then_some(PostalCodeWatch {
+            pairs,
+            count: 0,
+            first: None,
+        })
     }
-    let mut count = 0u64;
-    let mut first: Option<String> = None;
-    while let Some(rec) = source.next_record() {
-        for &(p, c) in &pairs {
-            let (Some(postal), Some(country)) = (rec.fields.get(p), rec.fields.get(c)) else {
+
+    /// Look at one data record (`number` as [`RecordSource`] counts them).
+    pub fn check(&mut self, number: u64, fields: &StringRecord, columns: &Columns) {
+        for &(p, c) in &self.pairs {
+            let (Some(postal), Some(country)) = (fields.get(p), fields.get(c)) else {
                 continue;
             };
             if lost_leading_zero(postal, country) {
-                count += 1;
-                if first.is_none() {
-                    first = Some(format!(
-                        "{:?} ({}) in row {}, column {:?}",
+                self.count += 1;
+                if self.first.is_none() {
+                    self.first = Some(format!(
+                        "{:?} ({}) in row {number}, column {:?}",
                         postal.trim(),
                         country.trim(),
-                        rec.number,
-                        names[p]
+                        columns.names[p]
                     ));
                 }
             }
         }
     }
-    first.map(|f| {
-        format!(
-            "{count} postal code(s) shorter than their country's format, e.g. {f}: leading \
-             zeros lost in a spreadsheet? Kept as in the file; check them before shipping"
-        )
-    })
+
+    /// The note for the file, if any postal code looked damaged.
+    pub fn note(&self) -> Option<String> {
+        self.first.as_ref().map(|f| {
+            format!(
+                "{} postal code(s) shorter than their country's format, e.g. {f}: leading \
+                 zeros lost in a spreadsheet? Kept as in the file; check them before shipping",
+                self.count
+            )
+        })
+    }
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ pub(crate) fn read_path(path: &Path, spec: &ChannelSpec) -> Result<ReadBack, Fil
         }
     }
     let rows_read = opened.reader.rows_read();
+    opened.notes.extend(opened.reader.notes());
     let mut seen: Vec<u64> = orders
         .iter()
         .flat_map(|o| o.source.rows.iter().copied())

@@ -4,18 +4,34 @@
 
 use super::Report;
 
+/// Bytes of pretty JSON per listed item (a failed order with its hint is ~470), so that a
+/// report of tens of thousands of failed orders is written into one buffer, not one that
+/// doubles and copies itself twenty times.
+const BYTES_PER_ITEM: usize = 512;
+
 /// The report as pretty-printed JSON, ending with a newline.
 pub fn render(report: &Report) -> String {
-    // Serialized straight from the structs, so keys keep their declaration order.
-    let text = match report {
-        Report::Summary(s) => serde_json::to_string_pretty(s),
-        Report::Failed(f) => serde_json::to_string_pretty(f),
-        Report::Batch(b) => serde_json::to_string_pretty(b),
-        Report::Order(o) => serde_json::to_string_pretty(o),
+    let items = match report {
+        Report::Summary(s) => s.failed_orders.len() + s.files.len() + s.batches.len(),
+        Report::Failed(f) => f.failed_orders.len(),
+        Report::Batch(b) => b.orders.len(),
+        Report::Order(o) => o.events.len() + o.files.len(),
     };
-    // The report types are plain structs of strings and numbers: serializing cannot fail.
-    let mut text =
-        text.unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }).to_string());
+    let mut buf = Vec::with_capacity(4096 + items * BYTES_PER_ITEM);
+    // Serialized straight from the structs, so keys keep their declaration order.
+    let written = match report {
+        Report::Summary(s) => serde_json::to_writer_pretty(&mut buf, s),
+        Report::Failed(f) => serde_json::to_writer_pretty(&mut buf, f),
+        Report::Batch(b) => serde_json::to_writer_pretty(&mut buf, b),
+        Report::Order(o) => serde_json::to_writer_pretty(&mut buf, o),
+    };
+    // The report types are plain structs of strings and numbers: serializing cannot fail, and
+    // serde_json writes UTF-8.
+    let mut text = match written.map(|()| String::from_utf8(buf)) {
+        Ok(Ok(text)) => text,
+        Ok(Err(e)) => serde_json::json!({ "error": e.to_string() }).to_string(),
+        Err(e) => serde_json::json!({ "error": e.to_string() }).to_string(),
+    };
     text.push('\n');
     text
 }

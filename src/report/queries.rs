@@ -2,7 +2,7 @@
 //! batches stop at the most recent few, so a summary of a million orders stays fast.
 
 use super::*;
-use crate::staging::{SqliteStaging, Staging, StagingError};
+use crate::staging::{Reconciliation, SqliteStaging, Staging, StagingError};
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Arguments, Row};
 
@@ -111,6 +111,13 @@ impl Clause {
             .fetch_one(pool)
             .await
     }
+
+    /// The one text value a query returns.
+    async fn scalar_text(&self, pool: &sqlx::SqlitePool, sql: &str) -> Result<String, sqlx::Error> {
+        sqlx::query_scalar_with(sql, self.arguments())
+            .fetch_one(pool)
+            .await
+    }
 }
 
 const ORDER_SINCE: &str = "o.updated_at >= ?";
@@ -121,31 +128,161 @@ fn orders_clause(scope: &Scope) -> Clause {
 }
 
 /// The default report.
+///
+/// Its reads are independent, so they run at once on the pool's connections (each on its own
+/// SQLite thread). Reading every order is the expensive part, so it happens once: when the
+/// report covers the whole database, the reconciliation's order counts are the summary's own
+/// channel × status counts (the same `GROUP BY` staging's reconciliation runs, summed), and
+/// only its file totals are read separately.
 pub async fn summary(staging: &SqliteStaging, scope: &Scope) -> Result<Summary, ReportError> {
     let pool = staging.pool();
     if let Some(run) = scope.run {
         check_run(pool, run).await?;
     }
+    let whole_database = scope.since.is_none() && scope.run.is_none();
+    let reconciliation = async {
+        if whole_database {
+            file_reconciliation(pool).await
+        } else {
+            Ok(staging.reconciliation().await?)
+        }
+    };
+    let lease = async { Ok::<_, ReportError>(staging.current_lease().await?) };
+    let (
+        (orders, channels),
+        mut reconciliation,
+        failed_orders,
+        (runs, runs_total),
+        rejected_by_reason,
+        files,
+        (batches, batches_total),
+        lease,
+    ) = tokio::try_join!(
+        order_counts(pool, scope),
+        reconciliation,
+        failed_orders(pool, scope),
+        recent_runs(pool, scope),
+        rejected_by_reason(pool, scope),
+        files(pool, scope),
+        recent_batches(pool, scope),
+        lease,
+    )?;
+    if whole_database {
+        reconciliation = Reconciliation {
+            orders_total: orders.total,
+            pending: orders.pending,
+            in_flight: orders.in_flight,
+            succeeded: orders.succeeded,
+            failed: orders.failed,
+            ..reconciliation
+        }
+        .compute();
+    }
+    let rejected_rows = rejected_by_reason.iter().map(|r| r.count).sum();
 
-    // One pass over the orders gives both the per-channel and the overall counts.
-    let clause = orders_clause(scope);
+    Ok(Summary {
+        generated_at: crate::staging::now_utc(),
+        scope: scope.clone(),
+        orders,
+        channels,
+        runs_count: ListCount {
+            shown: runs.len() as i64,
+            total: runs_total,
+        },
+        runs,
+        rejected_rows,
+        rejected_by_reason,
+        files,
+        batches_count: ListCount {
+            shown: batches.len() as i64,
+            total: batches_total,
+        },
+        batches,
+        failed_orders,
+        reconciliation,
+        lease,
+    })
+}
+
+/// The rows side of the reconciliation (what staging's `reconciliation` reads besides the
+/// order counts, with the same statements); the order counts are left at zero.
+async fn file_reconciliation(pool: &sqlx::SqlitePool) -> Result<Reconciliation, ReportError> {
+    let files = sqlx::query(
+        "SELECT COALESCE(SUM(rows), 0) AS r, COALESCE(SUM(rows_staged), 0) AS s, COALESCE(SUM(rejected), 0) AS j
+         FROM source_files WHERE status != 'reading'",
+    )
+    .fetch_one(pool)
+    .await?;
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM rejected_rows r JOIN source_files f ON f.id = r.source_file_id WHERE f.status != 'reading'",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(Reconciliation {
+        rows_read: files.get("r"),
+        rows_staged: files.get("s"),
+        rows_rejected: files.get("j"),
+        rejected_rows_stored: stored,
+        ..Default::default()
+    })
+}
+
+/// Orders by status, overall and per channel, from one pass over the orders.
+///
+/// With the `(channel, status)` index and the whole database in scope, each channel's range
+/// of the index is counted by a query of its own, at once on the pool's connections: the pass
+/// is the report's longest read, and split this way it uses both cores of a small machine.
+async fn order_counts(
+    pool: &sqlx::SqlitePool,
+    scope: &Scope,
+) -> Result<(StatusCounts, Vec<ChannelCounts>), ReportError> {
     let table = orders_table_for_counts(pool, scope).await?;
-    let mut orders = StatusCounts::default();
-    let mut channels: Vec<ChannelCounts> = Vec::new();
-    for r in clause
-        .fetch_all(
-            pool,
+    let rows: Vec<(String, String, i64)> = if table == INDEX_ONLY {
+        // The channels, each found by one index seek (not by reading the orders).
+        let names: Vec<String> = sqlx::query_scalar(
+            "WITH RECURSIVE c(channel) AS (
+                 SELECT MIN(channel) FROM staged_orders
+                 UNION ALL
+                 SELECT (SELECT MIN(channel) FROM staged_orders WHERE channel > c.channel)
+                 FROM c WHERE c.channel IS NOT NULL)
+             SELECT channel FROM c WHERE channel IS NOT NULL",
+        )
+        .fetch_all(pool)
+        .await?;
+        let per_channel = futures::future::try_join_all(names.into_iter().map(|channel| async {
+            let counts: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT status, COUNT(*) FROM staged_orders WHERE channel = ? GROUP BY status",
+            )
+            .bind(&channel)
+            .fetch_all(pool)
+            .await?;
+            Ok::<_, sqlx::Error>((channel, counts))
+        }))
+        .await?;
+        per_channel
+            .into_iter()
+            .flat_map(|(channel, counts)| {
+                counts
+                    .into_iter()
+                    .map(move |(status, n)| (channel.clone(), status, n))
+            })
+            .collect()
+    } else {
+        let clause = orders_clause(scope);
+        sqlx::query_as_with(
             &format!(
                 "SELECT o.channel, o.status, COUNT(*) AS n FROM {table}{}
                  GROUP BY o.channel, o.status ORDER BY o.channel",
                 clause.sql()
             ),
+            clause.arguments(),
         )
+        .fetch_all(pool)
         .await?
-    {
-        let channel: String = r.get("channel");
-        let status: String = r.get("status");
-        let n: i64 = r.get("n");
+    };
+    let mut orders = StatusCounts::default();
+    let mut channels: Vec<ChannelCounts> = Vec::new();
+    for (channel, status, n) in rows {
         orders.add(&status, n);
         if channels.last().is_none_or(|c| c.channel != channel) {
             channels.push(ChannelCounts {
@@ -157,7 +294,14 @@ pub async fn summary(staging: &SqliteStaging, scope: &Scope) -> Result<Summary, 
             c.counts.add(&status, n);
         }
     }
+    Ok((orders, channels))
+}
 
+/// The most recent [`RECENT_RUNS`] runs in scope, and how many there are.
+async fn recent_runs(
+    pool: &sqlx::SqlitePool,
+    scope: &Scope,
+) -> Result<(Vec<RunRow>, i64), ReportError> {
     let runs_clause = Clause::new(scope, Some("started_at >= ?"), Some("id = ?"));
     let runs_total = runs_clause
         .count(
@@ -189,13 +333,20 @@ pub async fn summary(staging: &SqliteStaging, scope: &Scope) -> Result<Summary, 
                 .unwrap_or(serde_json::Value::Null),
         })
         .collect();
+    Ok((runs, runs_total))
+}
 
+/// Rejected rows in scope by reason code, most frequent first.
+async fn rejected_by_reason(
+    pool: &sqlx::SqlitePool,
+    scope: &Scope,
+) -> Result<Vec<ReasonCount>, ReportError> {
     let rejected_clause = Clause::new(
         scope,
         Some("created_at >= ?"),
         Some("source_file_id IN (SELECT id FROM source_files WHERE run_id = ?)"),
     );
-    let rejected_by_reason: Vec<ReasonCount> = rejected_clause
+    Ok(rejected_clause
         .fetch_all(
             pool,
             &format!(
@@ -210,11 +361,13 @@ pub async fn summary(staging: &SqliteStaging, scope: &Scope) -> Result<Summary, 
             reason_code: r.get("reason_code"),
             count: r.get("n"),
         })
-        .collect();
-    let rejected_rows = rejected_by_reason.iter().map(|r| r.count).sum();
+        .collect())
+}
 
+/// Every file in scope, most recent first.
+async fn files(pool: &sqlx::SqlitePool, scope: &Scope) -> Result<Vec<FileRow>, ReportError> {
     let files_clause = Clause::new(scope, Some("ingested_at >= ?"), Some("run_id = ?"));
-    let files: Vec<FileRow> = files_clause
+    Ok(files_clause
         .fetch_all(
             pool,
             &format!(
@@ -227,8 +380,14 @@ pub async fn summary(staging: &SqliteStaging, scope: &Scope) -> Result<Summary, 
         .await?
         .iter()
         .map(file_row)
-        .collect();
+        .collect())
+}
 
+/// The most recent [`RECENT_BATCHES`] batches in scope, and how many there are.
+async fn recent_batches(
+    pool: &sqlx::SqlitePool,
+    scope: &Scope,
+) -> Result<(Vec<BatchRow>, i64), ReportError> {
     let batches_clause = Clause::new(scope, Some("created_at >= ?"), Some("run_id = ?"));
     let batches_total = batches_clause
         .count(
@@ -248,37 +407,14 @@ pub async fn summary(staging: &SqliteStaging, scope: &Scope) -> Result<Summary, 
         .iter()
         .map(batch_row)
         .collect();
-
-    let failed_orders = failed_orders(pool, scope).await?;
-    let reconciliation = staging.reconciliation().await?;
-    let lease = staging.current_lease().await?;
-
-    Ok(Summary {
-        generated_at: crate::staging::now_utc(),
-        scope: scope.clone(),
-        orders,
-        channels,
-        runs_count: ListCount {
-            shown: runs.len() as i64,
-            total: runs_total,
-        },
-        runs,
-        rejected_rows,
-        rejected_by_reason,
-        files,
-        batches_count: ListCount {
-            shown: batches.len() as i64,
-            total: batches_total,
-        },
-        batches,
-        failed_orders,
-        reconciliation,
-        lease,
-    })
+    Ok((batches, batches_total))
 }
 
 /// The index that makes counting orders by channel and status a scan of the index alone.
 const CHANNEL_STATUS_INDEX: &str = "staged_orders_by_channel_status";
+
+/// [`orders_table_for_counts`] when the count can read [`CHANNEL_STATUS_INDEX`] alone.
+const INDEX_ONLY: &str = "staged_orders o";
 
 /// How to name `staged_orders` in the channel × status count. With a `(channel, status)` index
 /// and no filter, SQLite reads only that index (0.2 s for a million orders). Otherwise it would
@@ -297,7 +433,7 @@ async fn orders_table_for_counts(
         .fetch_optional(pool)
         .await?;
         if has_index.is_some() {
-            return Ok("staged_orders o");
+            return Ok(INDEX_ONLY);
         }
     }
     Ok("staged_orders o NOT INDEXED")
@@ -339,46 +475,87 @@ async fn failed_orders(
     pool: &sqlx::SqlitePool,
     scope: &Scope,
 ) -> Result<Vec<FailedOrder>, ReportError> {
+    // There can be tens of thousands. sqlx copies every value of every row and hands each row
+    // to this thread separately (~10 µs a row), so SQLite builds the list as one JSON array
+    // instead, from migration 0003's partial index, which holds the columns. The array's order
+    // is not defined without an ORDER BY inside the aggregate (which would sort the list in a
+    // temporary B-tree again), so the rows are sorted here: they come in index order, already
+    // sorted, which the stable sort checks in one pass.
     let clause = orders_clause(scope).and("o.status = 'failed'");
-    Ok(clause
-        .fetch_all(
+    let json: String = clause
+        .scalar_text(
             pool,
             &format!(
-                "SELECT o.channel, o.external_id, o.batch_id, o.attempts, o.last_error_code,
-                        o.last_http_status, o.last_error_message, o.retryable, o.updated_at
-                 FROM staged_orders o{} ORDER BY o.updated_at DESC, o.id",
+                "SELECT json_group_array(json_array(
+                            o.id, o.channel, o.external_id, o.batch_id, o.attempts,
+                            o.last_error_code, o.last_http_status, o.last_error_message,
+                            o.retryable, o.updated_at))
+                 FROM staged_orders o{}",
                 clause.sql()
             ),
         )
-        .await?
-        .iter()
-        .map(|r| {
-            let channel: String = r.get("channel");
-            let external_id: String = r.get("external_id");
-            let error_code: Option<String> = r.get("last_error_code");
-            let http_status: Option<i64> = r.get("last_http_status");
-            let retryable = r.get::<i64, _>("retryable") != 0;
-            FailedOrder {
-                hint: hint_for_order(
-                    &channel,
-                    &external_id,
-                    error_code.as_deref(),
-                    http_status,
-                    retryable,
-                ),
+        .await?;
+    let mut rows: Vec<FailedOrderRow> = serde_json::from_str(&json).map_err(|e| {
+        ReportError::Db(sqlx::Error::Decode(
+            format!("the failed-order list SQLite built is not the expected JSON: {e}").into(),
+        ))
+    })?;
+    // Most recent failure first, then in staging order.
+    rows.sort_by(|a, b| b.9.cmp(&a.9).then(a.0.cmp(&b.0)));
+    Ok(rows
+        .into_iter()
+        .map(
+            |FailedOrderRow(
+                _id,
                 channel,
                 external_id,
-                batch_id: r.get("batch_id"),
-                attempts: r.get("attempts"),
+                batch_id,
+                attempts,
                 error_code,
                 http_status,
-                message: r.get("last_error_message"),
+                message,
                 retryable,
-                failed_at: r.get("updated_at"),
-            }
-        })
+                failed_at,
+            )| {
+                let retryable = retryable != 0;
+                FailedOrder {
+                    hint: hint_for_order(
+                        &channel,
+                        &external_id,
+                        error_code.as_deref(),
+                        http_status,
+                        retryable,
+                    ),
+                    channel,
+                    external_id,
+                    batch_id,
+                    attempts,
+                    error_code,
+                    http_status,
+                    message,
+                    retryable,
+                    failed_at,
+                }
+            },
+        )
         .collect())
 }
+
+/// One element of the JSON array [`failed_orders`] reads: a JSON array of the columns in
+/// this order (no keys: half the bytes to build and to parse).
+#[derive(serde::Deserialize)]
+struct FailedOrderRow(
+    i64,
+    String,
+    String,
+    Option<i64>,
+    i64,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    i64,
+    String,
+);
 
 /// `report --batch ID`: the batch and each order that was in it, with what happened to it
 /// there and its status now.
@@ -691,5 +868,120 @@ mod tests {
         );
         assert_eq!(file_id_in_message("claimed for attempt 2"), None);
         assert_eq!(file_id_in_message("value too long in file 3"), None);
+    }
+
+    /// A database with files (one still being read), rejected rows and orders of every status
+    /// in two channels, written with plain SQL.
+    async fn staging_with_orders() -> (tempfile::TempDir, SqliteStaging) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let staging = SqliteStaging::open(&url).await.unwrap();
+        let t = "2025-01-01T00:00:00.000000Z";
+        let mut sql = format!(
+            "INSERT INTO source_files (id, sha256, path, channel, size_bytes, status, rows, rows_staged,
+                                       rejected, orders, ingested_at)
+             VALUES (1, 'a', 'a.csv', 'shop', 1, 'ingested', 9, 7, 2, 5, '{t}'),
+                    (2, 'b', 'b.csv', 'amazon', 1, 'reading', 4, 3, 1, 2, '{t}');
+             INSERT INTO rejected_rows (source_file_id, row_number, reason_code, message, raw, created_at)
+             VALUES (1, 3, 'bad_number', 'm', 'r', '{t}'), (1, 4, 'bad_number', 'm', 'r', '{t}'),
+                    (2, 2, 'ragged_row', 'm', 'r', '{t}');"
+        );
+        let statuses = [
+            "pending",
+            "in_flight",
+            "succeeded",
+            "failed",
+            "failed",
+            "succeeded",
+        ];
+        for (i, status) in statuses.iter().enumerate() {
+            for channel in ["shop", "amazon"] {
+                // Two failures at the same time, so the id decides their order.
+                let updated = format!("2025-01-0{}T00:00:00.000000Z", 1 + i.min(3));
+                let message = if *status == "failed" {
+                    "'say \"no\" — ünïcode, {}'"
+                } else {
+                    "NULL"
+                };
+                sql.push_str(&format!(
+                    "INSERT INTO staged_orders (channel, external_id, status, retryable, attempts,
+                         last_error_code, last_error_message, last_http_status, batch_id, content_hash,
+                         payload, currency, line_count, row_count, source_file_id, source_rows,
+                         order_created_at, staged_at, updated_at)
+                     VALUES ('{channel}', '#{i}', '{status}', {retry}, 1, {code}, {message}, {http},
+                             {batch}, 'h', '{{}}', 'EUR', 1, 1, 1, '[1]', '{t}', '{t}', '{updated}');",
+                    retry = i % 2,
+                    code = if *status == "failed" { "'value_too_long'" } else { "NULL" },
+                    http = if *status == "failed" { "400" } else { "NULL" },
+                    batch = if i == 3 { "NULL" } else { "7" },
+                ));
+            }
+        }
+        sqlx::raw_sql(&sql).execute(staging.pool()).await.unwrap();
+        (dir, staging)
+    }
+
+    #[tokio::test]
+    async fn summary_reconciles_like_staging_from_its_own_counts() {
+        let (_dir, staging) = staging_with_orders().await;
+        let expected = staging.reconciliation().await.unwrap();
+        assert_eq!(expected.orders_total, 12);
+        assert_eq!(expected.rows_read, 9, "the file being read is left out");
+        let s = summary(&staging, &Scope::default()).await.unwrap();
+        assert_eq!(s.reconciliation, expected);
+        assert_eq!(s.orders.total, 12);
+        assert_eq!((s.orders.failed, s.orders.in_flight), (4, 2));
+        // Counted per channel (one query each), listed by name.
+        let names: Vec<&str> = s.channels.iter().map(|c| c.channel.as_str()).collect();
+        assert_eq!(names, ["amazon", "shop"]);
+        for c in &s.channels {
+            assert_eq!(
+                (c.counts.pending, c.counts.in_flight, c.counts.succeeded),
+                (1, 1, 2)
+            );
+            assert_eq!((c.counts.failed, c.counts.total), (2, 6));
+        }
+        // A scoped report still reconciles the whole database.
+        let scoped = Scope {
+            since: Some("2025-01-04T00:00:00.000000Z".into()),
+            run: None,
+        };
+        let s = summary(&staging, &scoped).await.unwrap();
+        assert_eq!(s.reconciliation, expected);
+        assert_eq!(s.orders.total, 6);
+        assert_eq!(s.channels.len(), 2);
+        assert_eq!(s.channels[0].counts.total, 3);
+    }
+
+    #[tokio::test]
+    async fn failed_orders_come_whole_and_most_recent_first() {
+        let (_dir, staging) = staging_with_orders().await;
+        let f = failed(&staging, &Scope::default()).await.unwrap();
+        let order: Vec<(&str, &str)> = f
+            .failed_orders
+            .iter()
+            .map(|o| (o.channel.as_str(), o.external_id.as_str()))
+            .collect();
+        // #3 and #4 failed at the same time: staging order (shop first) breaks the tie.
+        assert_eq!(
+            order,
+            [
+                ("shop", "#3"),
+                ("amazon", "#3"),
+                ("shop", "#4"),
+                ("amazon", "#4")
+            ]
+        );
+        let o = &f.failed_orders[0];
+        assert_eq!(o.message.as_deref(), Some("say \"no\" — ünïcode, {}"));
+        assert_eq!(
+            (o.batch_id, o.attempts, o.http_status, o.retryable),
+            (None, 1, Some(400), true)
+        );
+        assert_eq!(o.error_code.as_deref(), Some("value_too_long"));
+        assert_eq!(o.failed_at, "2025-01-04T00:00:00.000000Z");
+        assert!(o.hint.contains("'shop:#3'"), "{}", o.hint);
+        assert_eq!(f.failed_orders[2].batch_id, Some(7));
+        assert!(!f.failed_orders[2].retryable);
     }
 }
