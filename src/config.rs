@@ -314,6 +314,17 @@ impl Config {
                 return Err(invalid(key, "must be at least 1"));
             }
         }
+        if let Some(t) = &self.target {
+            let http = t.timeout_secs + t.connect_timeout_secs;
+            if b.request_timeout_secs <= http {
+                return Err(invalid(
+                    "budget.request_timeout_secs",
+                    format!(
+                        "must be longer than a request can take (target.timeout_secs + target.connect_timeout_secs = {http} s), or requests still in flight stop counting against the budget"
+                    ),
+                ));
+            }
+        }
         if self.submit.batch_size == 0 {
             return Err(invalid("submit.batch_size", "must be at least 1"));
         }

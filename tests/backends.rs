@@ -469,3 +469,64 @@ fn an_unreachable_postgres_exits_1_naming_it() {
         "{err}"
     );
 }
+
+/// PostgreSQL only (ingest and workers overlap there): new content for an order a worker is
+/// sending withdraws that worker's claim, so its outcome is stale and the new content is sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_new_content_for_an_order_in_flight_withdraws_the_claim() {
+    let Some(url) = pg::fresh_database("in_flight_changed") else {
+        return;
+    };
+    let ws = Workspace::with_postgres(url);
+    ws.write_config(None, SHOP);
+    let csv = shopify_csv(3, 1, "F");
+    ingest(&ws, "a.csv", &csv);
+    let st = orderload::staging::open(&ws.db_url()).await.unwrap();
+    let run = st
+        .begin_run(orderload::staging::RunStart::this_process("submit", &[]))
+        .await
+        .unwrap();
+    let claimed = st
+        .claim_orders(run, "token-a", 3, 5, 60, None)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 3);
+    ingest(
+        &ws,
+        "b.csv",
+        &(csv.replacen("Tee 0", "Tee changed", 1) + "\n"),
+    );
+    assert_eq!(
+        ws.query_i64(
+            "SELECT COUNT(*) FROM staged_orders WHERE status = 'pending' AND claim_token IS NULL"
+        ),
+        1
+    );
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM ledger WHERE message LIKE '%while in flight%'"),
+        1
+    );
+    let outcomes: Vec<OrderOutcome> = claimed
+        .iter()
+        .map(|c| OrderOutcome {
+            order_id: c.id,
+            result: OrderResult::Succeeded {
+                dynamics_ref: "r".into(),
+            },
+        })
+        .collect();
+    let rec = st
+        .record_outcomes(run, None, "token-a", &outcomes)
+        .await
+        .unwrap();
+    assert_eq!((rec.succeeded, rec.stale), (2, 1));
+    assert_eq!(
+        st.confirm_claims("token-a", &[claimed[0].id], 60)
+            .await
+            .unwrap()
+            .len(),
+        0,
+        "no claim left to confirm"
+    );
+    st.close().await;
+}

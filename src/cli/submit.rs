@@ -17,12 +17,16 @@ pub struct SubmitArgs {
     pub dry_run: bool,
 }
 
+fn no_target() -> anyhow::Error {
+    anyhow::anyhow!("no [target] section in the configuration: say where Dynamics 365 is (see `orderload config example`)")
+}
+
 /// The Dynamics target from `[target]`, drawing on the application user's throttling budget
 /// kept in `staging` (shared by every worker on PostgreSQL).
 pub fn build_target(ctx: &Context, staging: &dyn Staging) -> anyhow::Result<Arc<dyn Target>> {
     use crate::dataverse::DataverseTarget;
     let Some(t) = &ctx.config.target else {
-        anyhow::bail!("no [target] section in the configuration: say where Dynamics 365 is (see `orderload config example`)");
+        return Err(no_target());
     };
     let worker = format!("{}:{}", crate::staging::host_name(), std::process::id());
     let budget = staging.budget(&DataverseTarget::budget_key(t), &worker, ctx.config.budget);
@@ -43,6 +47,10 @@ pub fn options(ctx: &Context, max_orders: Option<usize>) -> SubmitOptions {
 }
 
 pub async fn run(ctx: &Context, args: SubmitArgs) -> anyhow::Result<u8> {
+    if ctx.config.target.is_none() {
+        // Before opening (or creating) the database: a missing target leaves nothing behind.
+        return Err(no_target());
+    }
     let staging = ctx.open_staging().await?;
     let target = build_target(ctx, staging.as_ref())?;
     if args.dry_run {

@@ -139,6 +139,14 @@ impl Staging for SqliteStaging {
     async fn heartbeat_claims(&self, token: &str, ttl_secs: u64) -> Result<u64, StagingError> {
         self.extend_claims(token, ttl_secs).await
     }
+    async fn confirm_claims(
+        &self,
+        token: &str,
+        order_ids: &[i64],
+        ttl_secs: u64,
+    ) -> Result<Vec<i64>, StagingError> {
+        self.confirm(token, order_ids, ttl_secs).await
+    }
     async fn foreign_claims(&self, token: &str) -> Result<ForeignClaims, StagingError> {
         self.others_claims(token).await
     }

@@ -50,6 +50,27 @@ impl SqliteStaging {
         Ok(r.rows_affected())
     }
 
+    pub(super) async fn confirm(
+        &self,
+        token: &str,
+        order_ids: &[i64],
+        ttl_secs: u64,
+    ) -> Result<Vec<i64>, StagingError> {
+        let expires = to_db_time(chrono::Utc::now() + chrono::Duration::seconds(ttl_secs as i64));
+        Ok(sqlx::query_scalar(
+            "UPDATE staged_orders SET claim_expires_at = ?
+             WHERE id IN (SELECT value FROM json_each(?)) AND status = 'in_flight' AND claim_token = ?
+               AND claim_expires_at >= ?
+             RETURNING id",
+        )
+        .bind(&expires)
+        .bind(serde_json::to_string(order_ids).unwrap_or_default())
+        .bind(token)
+        .bind(now_utc())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     pub(super) async fn others_claims(&self, token: &str) -> Result<ForeignClaims, StagingError> {
         let r = sqlx::query(
             "SELECT COUNT(*) AS n, MIN(claim_expires_at) AS first FROM staged_orders

@@ -45,7 +45,7 @@ fn row_to_info(row: &sqlx::sqlite::SqliteRow) -> LeaseInfo {
 
 /// Whether a process with this pid runs on this host (a holder on this host that died need
 /// not wait for its lease to expire). Linux: `/proc/<pid>`; elsewhere assume alive.
-pub(super) fn process_alive(pid: i64) -> bool {
+fn process_alive(pid: i64) -> bool {
     if cfg!(target_os = "linux") {
         std::path::Path::new(&format!("/proc/{pid}")).exists()
     } else {

@@ -217,6 +217,15 @@ pub trait Staging: Send + Sync {
     async fn sweep_expired_claims(&self, run_id: i64) -> Result<u64, StagingError>;
     /// Extend the expiry of every live claim held under `token`; returns how many.
     async fn heartbeat_claims(&self, token: &str, ttl_secs: u64) -> Result<u64, StagingError>;
+    /// Of `order_ids`, those still claimed under `token` with a live claim, each extended by
+    /// `ttl_secs`: checked just before a batch is sent, so a worker that stalled past its
+    /// claims does not send orders that are someone else's now.
+    async fn confirm_claims(
+        &self,
+        token: &str,
+        order_ids: &[i64],
+        ttl_secs: u64,
+    ) -> Result<Vec<i64>, StagingError>;
     /// Live claims held by other tokens.
     async fn foreign_claims(&self, token: &str) -> Result<ForeignClaims, StagingError>;
     /// The shared Dataverse throttling budget of one application user.

@@ -689,10 +689,12 @@ impl SqliteStaging {
         .fetch_one(&mut *tx)
         .await?;
         sqlx::query(
-            "UPDATE staged_orders SET batch_id = ? WHERE id IN (SELECT value FROM json_each(?))",
+            "UPDATE staged_orders SET batch_id = ?
+             WHERE id IN (SELECT value FROM json_each(?)) AND status = 'in_flight' AND last_run_id = ?",
         )
         .bind(id)
         .bind(serde_json::to_string(order_ids).unwrap_or_default())
+        .bind(run_id)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -100,26 +100,48 @@ impl SqliteStaging {
     }
 }
 
-/// `url` with any password replaced by `***` (`postgres://user:***@host/db`), for the
-/// `runs.args` column, logs and error messages.
+/// `url` with any password replaced by `***`: the one in the user part
+/// (`postgres://user:***@host/db`) and `password=` / `sslpassword=` query parameters. For the
+/// `runs.args` column, logs, error messages, and to refuse passwords in configured URLs.
 pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_string();
     };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_string();
+    let (head, rest) = url.split_at(scheme_end + 3);
+    let (before_query, query) = match rest.find('?') {
+        Some(q) => (&rest[..q], Some(&rest[q + 1..])),
+        None => (rest, None),
     };
-    match rest[..at].find(':') {
-        Some(colon) => format!(
-            "{}{}:***{}",
-            &url[..scheme_end + 3],
-            &rest[..colon],
-            &rest[at..]
-        ),
-        None => url.to_string(),
+    let authority_end = before_query.find('/').unwrap_or(before_query.len());
+    let mut out = String::from(head);
+    match before_query[..authority_end].rfind('@') {
+        Some(at) => match before_query[..at].find(':') {
+            Some(colon) => {
+                out.push_str(&before_query[..colon]);
+                out.push_str(":***");
+                out.push_str(&before_query[at..]);
+            }
+            None => out.push_str(before_query),
+        },
+        None => out.push_str(before_query),
     }
+    if let Some(query) = query {
+        out.push('?');
+        let params: Vec<String> = query
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _))
+                    if k.eq_ignore_ascii_case("password")
+                        || k.eq_ignore_ascii_case("sslpassword") =>
+                {
+                    format!("{k}=***")
+                }
+                _ => p.to_string(),
+            })
+            .collect();
+        out.push_str(&params.join("&"));
+    }
+    out
 }
 
 impl SqliteStaging {
@@ -150,6 +172,14 @@ mod tests {
         assert_eq!(
             redact_url("--database=postgres://u:p@h/d"),
             "--database=postgres://u:***@h/d"
+        );
+        assert_eq!(
+            redact_url("postgres://u@h/d?sslmode=require&password=hunter2&sslpassword=x"),
+            "postgres://u@h/d?sslmode=require&password=***&sslpassword=***"
+        );
+        assert_eq!(
+            redact_url("postgres://h/d?password="),
+            "postgres://h/d?password=***"
         );
     }
 }

@@ -45,7 +45,7 @@ impl Default for BudgetLimits {
             execution_ms: 1_200_000,
             window_secs: 300,
             concurrent: 52,
-            request_timeout_secs: 120,
+            request_timeout_secs: 300,
         }
     }
 }
@@ -87,6 +87,9 @@ pub struct Usage {
     pub execution_ms: u64,
     /// Seconds since the oldest of those started.
     pub oldest_execution_age: f64,
+    /// What the requests still in flight are expected to add (their number × the window's
+    /// average execution time): they count before they finish.
+    pub in_flight_execution_ms: u64,
     /// Requests started but not finished (and not timed out).
     pub in_flight: u64,
     /// Seconds until a pause ends (0 = not paused).
@@ -107,7 +110,7 @@ pub fn decide(limits: &BudgetLimits, usage: &Usage) -> Decision {
             WaitReason::Requests,
         );
     }
-    if usage.execution_ms >= limits.execution_ms {
+    if usage.execution_ms + usage.in_flight_execution_ms >= limits.execution_ms {
         return Decision::Wait(
             secs(window - usage.oldest_execution_age),
             WaitReason::ExecutionTime,
@@ -238,6 +241,14 @@ impl SharedBudget for LocalBudget {
                 usage.in_flight += 1;
             }
         }
+        let finished = s
+            .requests
+            .iter()
+            .filter(|(_, at, ms)| ms.is_some() && now.duration_since(*at) < window)
+            .count() as u64;
+        if let Some(average) = usage.execution_ms.checked_div(finished) {
+            usage.in_flight_execution_ms = usage.in_flight * average;
+        }
         match decide(&self.limits, &usage) {
             Decision::Send => {
                 s.next += 1;
@@ -317,6 +328,18 @@ mod tests {
             decide(&l, &u),
             Decision::Wait(_, WaitReason::ExecutionTime)
         ));
+        let u = Usage {
+            requests: 3,
+            execution_ms: 300,
+            oldest_execution_age: 8.0,
+            in_flight: 2,
+            in_flight_execution_ms: 200,
+            ..Default::default()
+        };
+        assert!(
+            matches!(decide(&l, &u), Decision::Wait(_, WaitReason::ExecutionTime)),
+            "requests in flight count toward the execution time before they finish"
+        );
         let u = Usage {
             paused_for: 3.0,
             ..Default::default()

@@ -185,7 +185,10 @@ pub async fn submit(
                 summary.claimed -= ids.len() as u64;
                 continue;
             }
-            spawn_batch(&mut tasks, &staging, &target, run_id, batch, options).await?;
+            spawn_batch(
+                &mut tasks, &staging, &target, run_id, &token, batch, options,
+            )
+            .await?;
             summary.batches += 1;
         }
     }
@@ -274,6 +277,7 @@ async fn spawn_batch(
     staging: &Arc<dyn Staging>,
     target: &Arc<dyn Target>,
     run_id: i64,
+    token: &str,
     batch: BatchPlan,
     options: &SubmitOptions,
 ) -> Result<(), StagingError> {
@@ -282,6 +286,9 @@ async fn spawn_batch(
         .create_batch(run_id, &order_ids, batch.operations, options.parent_batch)
         .await?;
     let target = target.clone();
+    let staging = staging.clone();
+    let token = token.to_string();
+    let lease_secs = options.lease_secs;
     let span = info_span!(
         "batch",
         batch_id,
@@ -290,8 +297,30 @@ async fn spawn_batch(
     );
     tasks.spawn(
         async move {
-            let orders: Vec<PlannedOrder> = batch.orders;
-            let outcome = target.submit_batch(&orders).await;
+            let mut orders: Vec<PlannedOrder> = batch.orders;
+            let mut order_ids = order_ids;
+            // Just before sending: are these orders still ours? A worker that stalled past its
+            // claims (they were swept and may be someone else's now) sends only what it holds.
+            match staging
+                .confirm_claims(&token, &order_ids, lease_secs)
+                .await
+            {
+                Ok(live) if live.len() < order_ids.len() => {
+                    warn!(
+                        lost = order_ids.len() - live.len(),
+                        "claims expired before sending; those orders are left to whoever holds them now"
+                    );
+                    orders.retain(|o| live.contains(&o.order_id));
+                    order_ids.retain(|id| live.contains(id));
+                }
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "could not confirm the claims before sending; sending (upsert by key is safe)"),
+            }
+            let outcome = if orders.is_empty() {
+                Ok(Vec::new())
+            } else {
+                target.submit_batch(&orders).await
+            };
             BatchResult {
                 order_ids,
                 outcome,

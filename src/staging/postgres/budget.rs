@@ -75,7 +75,8 @@ impl SharedBudget for PgBudget {
                     COALESCE(SUM(exec_ms) FILTER (WHERE at >= statement_timestamp() - make_interval(secs => $2)), 0)::BIGINT AS exec_ms,
                     COALESCE(EXTRACT(EPOCH FROM statement_timestamp()
                         - MIN(at) FILTER (WHERE at >= statement_timestamp() - make_interval(secs => $2) AND exec_ms IS NOT NULL)), 0)::FLOAT8 AS oldest_exec,
-                    COUNT(*) FILTER (WHERE exec_ms IS NULL AND at >= statement_timestamp() - make_interval(secs => $3)) AS in_flight
+                    COUNT(*) FILTER (WHERE exec_ms IS NULL AND at >= statement_timestamp() - make_interval(secs => $3)) AS in_flight,
+                    COALESCE(AVG(exec_ms) FILTER (WHERE at >= statement_timestamp() - make_interval(secs => $2)), 0)::FLOAT8 AS avg_exec
              FROM throttle_requests
              WHERE budget_key = $1",
         )
@@ -91,6 +92,9 @@ impl SharedBudget for PgBudget {
             execution_ms: used.get::<i64, _>("exec_ms").max(0) as u64,
             oldest_execution_age: used.get("oldest_exec"),
             in_flight: used.get::<i64, _>("in_flight") as u64,
+            in_flight_execution_ms: (used.get::<i64, _>("in_flight") as f64
+                * used.get::<f64, _>("avg_exec"))
+            .max(0.0) as u64,
             paused_for: row.get::<f64, _>("paused_for").max(0.0),
             dop_hint: row
                 .get::<Option<i64>, _>("dop_hint")

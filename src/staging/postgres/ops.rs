@@ -66,8 +66,8 @@ impl PgStaging {
     }
 
     /// Take the scheduler lease: one row, locked for the length of one short transaction.
-    /// A live lease of another holder is refused unless that holder is a dead process on
-    /// this host; an expired one is taken over. No advisory locks (poolers break them).
+    /// A live lease of another holder is refused; an expired one is taken over. No advisory
+    /// locks (poolers break them).
     pub(super) async fn take_lease(
         &self,
         holder: &str,
@@ -92,9 +92,9 @@ impl PgStaging {
         .await?;
         let existing = lease_info(&row);
         let live: bool = row.get("live");
-        let holder_dead =
-            existing.host == host && !crate::staging::lease::process_alive(existing.pid);
-        if live && existing.holder != holder && !holder_dead {
+        // Expiry only: across hosts (containers, cloned VMs) a host name and a pid do not
+        // identify a process, so a live-looking lease is never taken over early.
+        if live && existing.holder != holder {
             return Err(LeaseError::Held(existing));
         }
         sqlx::query(

@@ -13,6 +13,11 @@ use sqlx::postgres::PgRow;
 use sqlx::Row;
 use std::collections::HashMap;
 
+/// A retryable failure is claimed again only after this long. With one submitter that is the
+/// next run; with several workers (each its own run) it keeps them from using up an order's
+/// attempts in seconds, one after another, while Dynamics has trouble.
+const RETRY_COOLDOWN_SECS: f64 = 900.0;
+
 fn claimed(rows: Vec<PgRow>) -> Result<Vec<ClaimedOrder>, StagingError> {
     rows.into_iter()
         .map(|r| {
@@ -136,13 +141,18 @@ impl PgStaging {
                 counts.unchanged += 1;
                 continue;
             }
-            let requeue = status == "succeeded" || status == "failed";
+            // An order in flight (a worker is sending the old content right now) has its
+            // claim withdrawn: that worker's outcome becomes stale, and the new content is
+            // sent again from pending.
+            let requeue = matches!(status.as_str(), "succeeded" | "failed" | "in_flight");
             let to_status = if requeue { "pending" } else { status.as_str() };
             sqlx::query(
                 "UPDATE staged_orders SET payload = $1, content_hash = $2, currency = $3, total = $4, line_count = $5,
                    row_count = $6, source_rows = $7, order_created_at = $8, source_file_id = $9, updated_at = now(),
                    status = $10, retryable = CASE WHEN $11 THEN false ELSE retryable END,
-                   attempts = CASE WHEN $11 THEN 0 ELSE attempts END
+                   attempts = CASE WHEN $11 THEN 0 ELSE attempts END,
+                   claim_token = CASE WHEN $11 THEN NULL ELSE claim_token END,
+                   claim_expires_at = CASE WHEN $11 THEN NULL ELSE claim_expires_at END
                  WHERE id = $12",
             )
             .bind(payload)
@@ -171,9 +181,15 @@ impl PgStaging {
                 .bind(id)
                 .bind(run_id)
                 .bind(status)
-                .bind(format!(
-                    "content changed in file {file_id}; queued to be sent again as an update"
-                ))
+                .bind(if status == "in_flight" {
+                    format!(
+                        "content changed in file {file_id} while in flight; the claim is withdrawn and the new content queued to be sent"
+                    )
+                } else {
+                    format!(
+                        "content changed in file {file_id}; queued to be sent again as an update"
+                    )
+                })
                 .execute(&mut *tx)
                 .await?;
             }
@@ -265,7 +281,7 @@ impl PgStaging {
     pub(super) async fn sweep_expired(&self, run_id: i64) -> Result<u64, StagingError> {
         self.requeue_claims(
             run_id,
-            "claim_expires_at < now()",
+            "(claim_expires_at IS NULL OR claim_expires_at < now())",
             None,
             "claim_expired",
             "its worker died or stalled past the claim's expiry",
@@ -325,6 +341,24 @@ impl PgStaging {
         Ok(r.rows_affected())
     }
 
+    pub(super) async fn confirm(
+        &self,
+        token: &str,
+        order_ids: &[i64],
+        ttl_secs: u64,
+    ) -> Result<Vec<i64>, StagingError> {
+        Ok(sqlx::query_scalar(
+            "UPDATE staged_orders SET claim_expires_at = now() + make_interval(secs => $3)
+             WHERE id = ANY($1) AND status = 'in_flight' AND claim_token = $2 AND claim_expires_at > now()
+             RETURNING id",
+        )
+        .bind(order_ids)
+        .bind(token)
+        .bind(ttl_secs as f64)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     pub(super) async fn others_claims(&self, token: &str) -> Result<ForeignClaims, StagingError> {
         let r = sqlx::query(
             "SELECT COUNT(*) AS n,
@@ -356,7 +390,8 @@ impl PgStaging {
             "WITH picked AS (
                 SELECT id, status AS from_status FROM staged_orders
                 WHERE (status = 'pending'
-                       OR (status = 'failed' AND retryable AND attempts < $1 AND COALESCE(last_run_id, -1) != $2))
+                       OR (status = 'failed' AND retryable AND attempts < $1 AND COALESCE(last_run_id, -1) != $2
+                           AND updated_at < now() - make_interval(secs => $7)))
                   AND ($3::BIGINT[] IS NULL OR id = ANY($3))
                 ORDER BY id LIMIT $4
                 FOR UPDATE SKIP LOCKED
@@ -378,6 +413,7 @@ impl PgStaging {
         .bind(limit.min(i64::MAX as usize) as i64)
         .bind(token)
         .bind(lease_secs as f64)
+        .bind(RETRY_COOLDOWN_SECS)
         .fetch_all(&self.pool)
         .await?;
         claimed(rows)
@@ -444,11 +480,16 @@ impl PgStaging {
         .bind(operations as i64)
         .fetch_one(&mut *tx)
         .await?;
-        sqlx::query("UPDATE staged_orders SET batch_id = $1 WHERE id = ANY($2)")
-            .bind(id)
-            .bind(order_ids)
-            .execute(&mut *tx)
-            .await?;
+        // Only orders this run still holds in flight (a swept claim is someone else's now).
+        sqlx::query(
+            "UPDATE staged_orders SET batch_id = $1
+             WHERE id = ANY($2) AND status = 'in_flight' AND last_run_id = $3",
+        )
+        .bind(id)
+        .bind(order_ids)
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(id)
     }
