@@ -730,7 +730,7 @@ pub async fn order(
 }
 
 /// `2024-05-01T14:00:00.000000Z` → `2024-05-01T14:00:00Z` (other text is kept as it is).
-fn seconds(db_time: &str) -> String {
+pub(crate) fn seconds(db_time: &str) -> String {
     match chrono::DateTime::parse_from_rfc3339(db_time) {
         Ok(t) => t
             .with_timezone(&chrono::Utc)
@@ -740,7 +740,7 @@ fn seconds(db_time: &str) -> String {
 }
 
 /// The file id in a ledger message such as "staged from file 3" or "content changed in file 7;".
-fn file_id_in_message(message: &str) -> Option<i64> {
+pub(crate) fn file_id_in_message(message: &str) -> Option<i64> {
     if !(message.starts_with("staged from file ")
         || message.starts_with("content changed in file "))
     {

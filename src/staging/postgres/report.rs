@@ -4,6 +4,7 @@
 //! `COLLATE "C"` so lists come out in SQLite's (byte) order whatever the database collation.
 
 use super::PgStaging;
+use crate::report::queries::{file_id_in_message, seconds};
 use crate::report::{
     hint, hint_for_order, BatchOrder, BatchReport, BatchRow, ChannelCounts, ErrorGroup,
     FailedOrder, FailedReport, FileRow, ListCount, OrderContent, OrderEvent, OrderHistory,
@@ -536,29 +537,6 @@ pub(super) async fn order(
     })
 }
 
-/// `2024-05-01T14:00:00.000000Z` → `2024-05-01T14:00:00Z` (other text is kept as it is).
-fn seconds(db_time: &str) -> String {
-    match chrono::DateTime::parse_from_rfc3339(db_time) {
-        Ok(t) => t
-            .with_timezone(&chrono::Utc)
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        Err(_) => db_time.to_string(),
-    }
-}
-
-/// The file id in a ledger message such as "staged from file 3" or "content changed in file 7;".
-/// (A copy of the private helper in `crate::report::queries`.)
-fn file_id_in_message(message: &str) -> Option<i64> {
-    if !(message.starts_with("staged from file ")
-        || message.starts_with("content changed in file "))
-    {
-        return None;
-    }
-    let rest = &message[message.find("file ")? + 5..];
-    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-    digits.parse().ok()
-}
-
 async fn unknown_order(
     pool: &PgPool,
     channel: &str,
@@ -675,16 +653,5 @@ mod tests {
         );
         assert_eq!(only_run.sql(), " WHERE id = $1");
         assert_eq!(Clause::new(&Scope::default(), None, None).sql(), "");
-    }
-
-    #[test]
-    fn file_ids_are_read_from_staging_messages_only() {
-        assert_eq!(file_id_in_message("staged from file 3"), Some(3));
-        assert_eq!(
-            file_id_in_message("content changed in file 17; queued to be sent again"),
-            Some(17)
-        );
-        assert_eq!(file_id_in_message("claimed for attempt 2"), None);
-        assert_eq!(file_id_in_message("value too long in file 3"), None);
     }
 }
