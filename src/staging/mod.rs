@@ -102,6 +102,18 @@ pub struct Reconciliation {
 }
 
 impl Reconciliation {
+    /// Count `n` staged orders with `status`.
+    pub fn add_orders(&mut self, status: &str, n: i64) {
+        self.orders_total += n;
+        match status {
+            "pending" => self.pending += n,
+            "in_flight" => self.in_flight += n,
+            "succeeded" => self.succeeded += n,
+            "failed" => self.failed += n,
+            _ => {}
+        }
+    }
+
     pub fn compute(mut self) -> Self {
         self.balanced = self.rows_read == self.rows_staged + self.rows_rejected
             && self.rows_rejected == self.rejected_rows_stored

@@ -107,6 +107,27 @@ pub(super) fn merge_into(earlier: &mut Order, later: Order) {
     earlier.source.rows.extend(later.source.rows);
 }
 
+/// A chunk's orders with their file set and those that appear more than once in it
+/// (non-contiguous rows) merged into one, and the number of input rows they came from.
+pub(super) fn merge_chunk(file_id: i64, orders: Vec<Order>) -> (Vec<Order>, u64) {
+    let mut rows = 0u64;
+    let mut merged: Vec<Order> = Vec::with_capacity(orders.len());
+    let mut index: HashMap<(String, String), usize> = HashMap::new();
+    for mut order in orders {
+        order.source.file_id = Some(file_id);
+        rows += order.source.rows.len() as u64;
+        let key = (order.channel.clone(), order.external_id.clone());
+        match index.get(&key) {
+            Some(&i) => merge_into(&mut merged[i], order),
+            None => {
+                index.insert(key, merged.len());
+                merged.push(order);
+            }
+        }
+    }
+    (merged, rows)
+}
+
 /// What `content_hash` serializes for the order's provenance: the default (empty) source.
 /// `Provenance` is the last field of `Order`, so the hashed JSON ends with it.
 const NO_SOURCE_SUFFIX: &[u8] = br#","source":{"file_id":null,"path":null,"rows":[]}}"#;
@@ -301,21 +322,8 @@ impl SqliteStaging {
             rejected: rejected.len() as u64,
             ..Default::default()
         };
-        // Merge orders that appear more than once in this chunk (non-contiguous rows).
-        let mut merged: Vec<Order> = Vec::with_capacity(orders.len());
-        let mut index: HashMap<(String, String), usize> = HashMap::new();
-        for mut order in orders {
-            order.source.file_id = Some(file_id);
-            counts.rows_staged += order.source.rows.len() as u64;
-            let key = (order.channel.clone(), order.external_id.clone());
-            match index.get(&key) {
-                Some(&i) => merge_into(&mut merged[i], order),
-                None => {
-                    index.insert(key, merged.len());
-                    merged.push(order);
-                }
-            }
-        }
+        let (merged, rows_staged) = merge_chunk(file_id, orders);
+        counts.rows_staged = rows_staged;
 
         let mut tx = self.pool.begin().await?;
         // BEGIN IMMEDIATE semantics: take the write lock before the reads below. A deferred
@@ -885,15 +893,7 @@ impl SqliteStaging {
             .fetch_all(&self.pool)
             .await?
         {
-            let n: i64 = r.get("n");
-            rec.orders_total += n;
-            match r.get::<String, _>("status").as_str() {
-                "pending" => rec.pending = n,
-                "in_flight" => rec.in_flight = n,
-                "succeeded" => rec.succeeded = n,
-                "failed" => rec.failed = n,
-                _ => {}
-            }
+            rec.add_orders(&r.get::<String, _>("status"), r.get("n"));
         }
         Ok(rec.compute())
     }

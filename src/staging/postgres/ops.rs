@@ -241,15 +241,7 @@ impl PgStaging {
             .fetch_all(&self.pool)
             .await?
         {
-            let n: i64 = r.get("n");
-            rec.orders_total += n;
-            match r.get::<String, _>("status").as_str() {
-                "pending" => rec.pending = n,
-                "in_flight" => rec.in_flight = n,
-                "succeeded" => rec.succeeded = n,
-                "failed" => rec.failed = n,
-                _ => {}
-            }
+            rec.add_orders(&r.get::<String, _>("status"), r.get("n"));
         }
         Ok(rec.compute())
     }

@@ -5,7 +5,7 @@
 use super::PgStaging;
 use crate::channels::RejectedRow;
 use crate::model::Order;
-use crate::staging::orders::{merge_into, serialize_order, Serialized};
+use crate::staging::orders::{merge_chunk, merge_into, serialize_order, Serialized};
 use crate::staging::{ChunkCounts, ClaimedOrder, ForeignClaims, RecordedOutcome, StagingError};
 use crate::submit::target::{OrderOutcome, OrderResult, PlanError};
 use chrono::{DateTime, Utc};
@@ -47,21 +47,8 @@ impl PgStaging {
             rejected: rejected.len() as u64,
             ..Default::default()
         };
-        // Orders that appear more than once in the chunk (non-contiguous rows) are merged.
-        let mut merged: Vec<Order> = Vec::with_capacity(orders.len());
-        let mut index: HashMap<(String, String), usize> = HashMap::new();
-        for mut order in orders {
-            order.source.file_id = Some(file_id);
-            counts.rows_staged += order.source.rows.len() as u64;
-            let key = (order.channel.clone(), order.external_id.clone());
-            match index.get(&key) {
-                Some(&i) => merge_into(&mut merged[i], order),
-                None => {
-                    index.insert(key, merged.len());
-                    merged.push(order);
-                }
-            }
-        }
+        let (merged, rows_staged) = merge_chunk(file_id, orders);
+        counts.rows_staged = rows_staged;
 
         let mut tx = self.pool.begin().await?;
         if !rejected.is_empty() {
