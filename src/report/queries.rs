@@ -24,6 +24,51 @@ pub enum ReportError {
     UnknownRun { id: i64, known: String },
 }
 
+impl ReportError {
+    /// No batch `id`; `range` is the (lowest, highest) batch id there is.
+    pub(crate) fn unknown_batch(id: i64, range: (Option<i64>, Option<i64>)) -> Self {
+        let known = match range {
+            (Some(lo), Some(hi)) => format!("batch ids go from {lo} to {hi}"),
+            _ => "there are no batches yet".to_string(),
+        };
+        ReportError::UnknownBatch { id, known }
+    }
+
+    /// No run `id`; `range` is the (lowest, highest) run id there is.
+    pub(crate) fn unknown_run(id: i64, range: (Option<i64>, Option<i64>)) -> Self {
+        let known = match range {
+            (Some(lo), Some(hi)) => format!("run ids go from {lo} to {hi}"),
+            _ => "there are no runs yet".to_string(),
+        };
+        ReportError::UnknownRun { id, known }
+    }
+
+    /// No order `channel:external_id`; the channel has `in_channel` orders, and `channels`
+    /// names channels that exist (looked up only when `in_channel` is 0).
+    pub(crate) fn unknown_order(
+        channel: &str,
+        external_id: &str,
+        in_channel: i64,
+        channels: &[String],
+    ) -> Self {
+        let known = if in_channel > 0 {
+            format!("channel {channel:?} has {in_channel} orders, none with id {external_id:?}")
+        } else if channels.is_empty() {
+            "there are no orders yet".to_string()
+        } else {
+            format!(
+                "no channel {channel:?}; the channels are: {}",
+                channels.join(", ")
+            )
+        };
+        ReportError::UnknownOrder {
+            channel: channel.to_string(),
+            external_id: external_id.to_string(),
+            known,
+        }
+    }
+}
+
 /// Parse `--since`: a date (`2024-05-01`, midnight UTC) or an RFC 3339 time with an offset.
 /// Returns the time as the database writes it, so it compares as text.
 pub fn parse_since(raw: &str) -> Result<String, String> {
@@ -570,11 +615,7 @@ pub async fn batch(staging: &SqliteStaging, id: i64) -> Result<BatchReport, Repo
             sqlx::query_as("SELECT MIN(id), MAX(id) FROM batches")
                 .fetch_one(pool)
                 .await?;
-        let known = match range {
-            (Some(lo), Some(hi)) => format!("batch ids go from {lo} to {hi}"),
-            _ => "there are no batches yet".to_string(),
-        };
-        return Err(ReportError::UnknownBatch { id, known });
+        return Err(ReportError::unknown_batch(id, range));
     };
     let batch = batch_row(&row);
     // The latest ledger event of each order in this batch says what happened to it there.
@@ -761,28 +802,19 @@ async fn unknown_order(
             .bind(channel)
             .fetch_one(pool)
             .await?;
-    let known = if in_channel > 0 {
-        format!("channel {channel:?} has {in_channel} orders, none with id {external_id:?}")
+    let names: Vec<String> = if in_channel > 0 {
+        Vec::new()
     } else {
-        let names: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT channel FROM staged_orders ORDER BY channel LIMIT 20",
-        )
-        .fetch_all(pool)
-        .await?;
-        if names.is_empty() {
-            "there are no orders yet".to_string()
-        } else {
-            format!(
-                "no channel {channel:?}; the channels are: {}",
-                names.join(", ")
-            )
-        }
+        sqlx::query_scalar("SELECT DISTINCT channel FROM staged_orders ORDER BY channel LIMIT 20")
+            .fetch_all(pool)
+            .await?
     };
-    Ok(ReportError::UnknownOrder {
-        channel: channel.to_string(),
-        external_id: external_id.to_string(),
-        known,
-    })
+    Ok(ReportError::unknown_order(
+        channel,
+        external_id,
+        in_channel,
+        &names,
+    ))
 }
 
 async fn check_run(pool: &sqlx::SqlitePool, id: i64) -> Result<(), ReportError> {
@@ -796,11 +828,7 @@ async fn check_run(pool: &sqlx::SqlitePool, id: i64) -> Result<(), ReportError> 
     let range: (Option<i64>, Option<i64>) = sqlx::query_as("SELECT MIN(id), MAX(id) FROM runs")
         .fetch_one(pool)
         .await?;
-    let known = match range {
-        (Some(lo), Some(hi)) => format!("run ids go from {lo} to {hi}"),
-        _ => "there are no runs yet".to_string(),
-    };
-    Err(ReportError::UnknownRun { id, known })
+    Err(ReportError::unknown_run(id, range))
 }
 
 fn file_row(r: &SqliteRow) -> FileRow {

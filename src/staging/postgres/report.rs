@@ -360,11 +360,7 @@ pub(super) async fn batch(st: &PgStaging, id: i64) -> Result<BatchReport, Report
             sqlx::query_as("SELECT MIN(id), MAX(id) FROM batches")
                 .fetch_one(pool)
                 .await?;
-        let known = match range {
-            (Some(lo), Some(hi)) => format!("batch ids go from {lo} to {hi}"),
-            _ => "there are no batches yet".to_string(),
-        };
-        return Err(ReportError::UnknownBatch { id, known });
+        return Err(ReportError::unknown_batch(id, range));
     };
     let batch = batch_row(&row);
     // The latest ledger event of each order in this batch says what happened to it there.
@@ -547,29 +543,22 @@ async fn unknown_order(
             .bind(channel)
             .fetch_one(pool)
             .await?;
-    let known = if in_channel > 0 {
-        format!("channel {channel:?} has {in_channel} orders, none with id {external_id:?}")
+    let names: Vec<String> = if in_channel > 0 {
+        Vec::new()
     } else {
-        let names: Vec<String> = sqlx::query_scalar(
+        sqlx::query_scalar(
             "SELECT channel FROM (SELECT DISTINCT channel FROM staged_orders) c
              ORDER BY channel COLLATE \"C\" LIMIT 20",
         )
         .fetch_all(pool)
-        .await?;
-        if names.is_empty() {
-            "there are no orders yet".to_string()
-        } else {
-            format!(
-                "no channel {channel:?}; the channels are: {}",
-                names.join(", ")
-            )
-        }
+        .await?
     };
-    Ok(ReportError::UnknownOrder {
-        channel: channel.to_string(),
-        external_id: external_id.to_string(),
-        known,
-    })
+    Ok(ReportError::unknown_order(
+        channel,
+        external_id,
+        in_channel,
+        &names,
+    ))
 }
 
 async fn check_run(pool: &PgPool, id: i64) -> Result<(), ReportError> {
@@ -583,11 +572,7 @@ async fn check_run(pool: &PgPool, id: i64) -> Result<(), ReportError> {
     let range: (Option<i64>, Option<i64>) = sqlx::query_as("SELECT MIN(id), MAX(id) FROM runs")
         .fetch_one(pool)
         .await?;
-    let known = match range {
-        (Some(lo), Some(hi)) => format!("run ids go from {lo} to {hi}"),
-        _ => "there are no runs yet".to_string(),
-    };
-    Err(ReportError::UnknownRun { id, known })
+    Err(ReportError::unknown_run(id, range))
 }
 
 fn file_row(r: &PgRow) -> FileRow {
