@@ -9,6 +9,7 @@ use crate::submit::budget::{
 };
 use sqlx::postgres::PgPool;
 use sqlx::Row;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 #[derive(Debug)]
@@ -17,6 +18,8 @@ pub struct PgBudget {
     key: String,
     worker: String,
     limits: BudgetLimits,
+    /// The budget's row exists (created by the first request of this process).
+    row_exists: AtomicBool,
 }
 
 impl PgBudget {
@@ -26,6 +29,7 @@ impl PgBudget {
             key,
             worker,
             limits,
+            row_exists: AtomicBool::new(false),
         }
     }
 }
@@ -39,15 +43,18 @@ impl SharedBudget for PgBudget {
     async fn try_take(&self) -> Result<Result<Ticket, (Duration, WaitReason)>, BudgetError> {
         let window = self.limits.counted_secs();
         let timeout = self.limits.request_timeout_secs as f64;
+        if !self.row_exists.load(Ordering::Relaxed) {
+            sqlx::query(
+                "INSERT INTO throttle_budget (budget_key, updated_at) VALUES ($1, now())
+                 ON CONFLICT (budget_key) DO NOTHING",
+            )
+            .bind(&self.key)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+            self.row_exists.store(true, Ordering::Relaxed);
+        }
         let mut tx = self.pool.begin().await.map_err(db)?;
-        sqlx::query(
-            "INSERT INTO throttle_budget (budget_key, updated_at) VALUES ($1, now())
-             ON CONFLICT (budget_key) DO NOTHING",
-        )
-        .bind(&self.key)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
         // The lock serializes decisions per budget; everything below is one short transaction.
         let row = sqlx::query(
             "SELECT COALESCE(EXTRACT(EPOCH FROM paused_until - statement_timestamp()), 0)::FLOAT8 AS paused_for,
