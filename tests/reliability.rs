@@ -29,14 +29,6 @@ pub async fn post_json(url: &str, body: Value) -> Value {
     r.json().await.unwrap_or(Value::Null)
 }
 
-/// The emulator's order listing; asserts that no key is stored twice and returns the count.
-pub async fn assert_stored_once(base_url: &str) -> usize {
-    let listing = get_json(&format!("{base_url}/_emulator/salesorders")).await;
-    let dups = listing["duplicates"].as_array().expect("duplicates list");
-    assert!(dups.is_empty(), "duplicates in the emulator: {listing}");
-    listing["orders"].as_array().expect("orders list").len()
-}
-
 /// `orderload report --format json`, parsed.
 pub async fn report_json(ws: &Workspace) -> Value {
     let out = run_async(ws, &["report", "--format", "json"]).await;

@@ -3,7 +3,7 @@
 //! stays inert text from the file to Dynamics and back out in the reports.
 
 use crate::common::*;
-use crate::reliability::{assert_stored_once, edit_config, post_json};
+use crate::reliability::{edit_config, post_json};
 use serde_json::{json, Value};
 use std::io::BufRead;
 use std::process::Stdio;

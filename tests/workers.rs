@@ -117,14 +117,7 @@ async fn four_workers_with_a_kill_and_a_stall_send_every_order_once_within_the_b
         ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE status = 'succeeded'"),
         ORDERS as i64
     );
-    let listing: Value = reqwest::get(format!("{}/_emulator/salesorders", emu.base_url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(listing["duplicates"].as_array().unwrap().len(), 0);
-    assert_eq!(listing["orders"].as_array().unwrap().len(), ORDERS);
+    assert_eq!(assert_stored_once(&emu.base_url).await, ORDERS);
     let state = emu.state().await;
     assert_eq!(state["salesorderdetails"], 2 * ORDERS as u64, "{state}");
 
@@ -244,14 +237,7 @@ async fn the_nightly_run_and_extra_workers_share_the_orders_and_a_second_run_exi
         ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE status = 'succeeded'"),
         400
     );
-    let listing: Value = reqwest::get(format!("{}/_emulator/salesorders", emu.base_url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(listing["duplicates"].as_array().unwrap().len(), 0);
-    assert_eq!(listing["orders"].as_array().unwrap().len(), 400);
+    assert_eq!(assert_stored_once(&emu.base_url).await, 400);
     // More than one process sent orders.
     let senders =
         ws.query_i64("SELECT COUNT(DISTINCT run_id) FROM ledger WHERE to_status = 'succeeded'");

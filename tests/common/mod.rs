@@ -176,6 +176,20 @@ pub async fn emulator(
         .expect("start emulator")
 }
 
+/// The emulator's order listing: asserts that no key is stored twice (salesorders and their
+/// lines) and returns how many orders it holds.
+pub async fn assert_stored_once(base_url: &str) -> usize {
+    let listing: serde_json::Value = reqwest::get(format!("{base_url}/_emulator/salesorders"))
+        .await
+        .expect("GET /_emulator/salesorders")
+        .json()
+        .await
+        .expect("salesorders listing JSON");
+    let dups = listing["duplicates"].as_array().expect("duplicates list");
+    assert!(dups.is_empty(), "duplicates in the emulator: {listing}");
+    listing["orders"].as_array().expect("orders list").len()
+}
+
 /// Run the binary on a blocking thread so the in-process emulator keeps serving.
 pub async fn run_async(ws: &Workspace, args: &[&str]) -> Output {
     let mut cmd = ws.cmd();
