@@ -119,8 +119,16 @@ pub async fn submit(
             )
             .await?;
         if claimed.is_empty() {
-            match wait_for_others(&staging, run_id, &token, options, &mut tasks, &mut summary)
-                .await?
+            match wait_for_others(
+                &staging,
+                run_id,
+                &token,
+                options,
+                &mut tasks,
+                &mut summary,
+                &progress,
+            )
+            .await?
             {
                 Waited::Done => break,
                 Waited::Recorded(false) => stopping = true,
@@ -226,12 +234,12 @@ async fn wait_for_others(
     options: &SubmitOptions,
     tasks: &mut JoinSet<BatchResult>,
     summary: &mut SubmitSummary,
+    progress: &Progress,
 ) -> Result<Waited, StagingError> {
     if let Some(done) = tasks.join_next().await {
         let r = done.expect("batch task panicked");
-        let progress = Progress::new();
         return Ok(Waited::Recorded(
-            record(staging, run_id, token, r, summary, &progress).await?,
+            record(staging, run_id, token, r, summary, progress).await?,
         ));
     }
     let swept = staging.sweep_expired_claims(run_id).await?;

@@ -1,7 +1,7 @@
 //! Holding the database lease for the length of a run, and keeping the run's claims alive,
 //! with a heartbeat.
 
-use crate::staging::{LeaseError, LeaseInfo, Staging};
+use crate::staging::{LeaseError, Staging};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +19,6 @@ pub struct LeaseGuard {
     exclusive: bool,
     lost: Arc<AtomicBool>,
     heartbeat: tokio::task::JoinHandle<()>,
-    /// The stale lease this run took over, if any.
-    pub took_over: Option<LeaseInfo>,
 }
 
 impl LeaseGuard {
@@ -35,22 +33,16 @@ impl LeaseGuard {
             warn!(previous_holder = %prev.holder, previous_pid = prev.pid, expired = %prev.expires_at,
                   "took over a stale lease: its holder stopped renewing it");
         }
-        Ok(Self::start(staging, holder, true, ttl_secs, took_over))
+        Ok(Self::start(staging, holder, true, ttl_secs))
     }
 
     /// A worker: no lease, only a heartbeat on the claims it takes (PostgreSQL).
     pub fn worker(staging: Arc<dyn Staging>, run_id: i64, ttl_secs: u64) -> Self {
         let holder = format!("worker-{run_id}-{}", uuid::Uuid::new_v4().simple());
-        Self::start(staging, holder, false, ttl_secs, None)
+        Self::start(staging, holder, false, ttl_secs)
     }
 
-    fn start(
-        staging: Arc<dyn Staging>,
-        holder: String,
-        exclusive: bool,
-        ttl_secs: u64,
-        took_over: Option<LeaseInfo>,
-    ) -> Self {
+    fn start(staging: Arc<dyn Staging>, holder: String, exclusive: bool, ttl_secs: u64) -> Self {
         let lost = Arc::new(AtomicBool::new(false));
         let heartbeat = {
             let staging = staging.clone();
@@ -83,7 +75,6 @@ impl LeaseGuard {
             exclusive,
             lost,
             heartbeat,
-            took_over,
         }
     }
 

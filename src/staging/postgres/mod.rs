@@ -42,10 +42,6 @@ impl PgStaging {
         Ok(Self { pool })
     }
 
-    pub async fn open(url: &str) -> Result<Self, StagingError> {
-        Self::open_with(url, None).await
-    }
-
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
