@@ -78,7 +78,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             settle_secs: 5,
-            chunk_orders: 2000,
+            chunk_orders: 500,
         }
     }
 }

@@ -5,7 +5,7 @@
 use super::PgStaging;
 use crate::channels::RejectedRow;
 use crate::model::Order;
-use crate::staging::orders::{merge_chunk, merge_into, serialize_order, Serialized};
+use crate::staging::orders::{merge_chunk, merge_into, same_content, serialize_order, Serialized};
 use crate::staging::{ChunkCounts, ClaimedOrder, ForeignClaims, RecordedOutcome, StagingError};
 use crate::submit::target::{OrderOutcome, OrderResult, PlanError};
 use chrono::{DateTime, Utc};
@@ -124,7 +124,7 @@ impl PgStaging {
                 order = earlier;
             }
             let Serialized { hash, payload } = serialize_order(&mut order, &mut buf);
-            if &hash == old_hash {
+            if same_content(old_hash, &hash, &buf) {
                 counts.unchanged += 1;
                 continue;
             }
