@@ -97,6 +97,69 @@ fn a_changed_order_is_updated_and_an_unchanged_one_is_a_no_op() {
     );
 }
 
+/// The content hash a database staged before XXH3 holds: SHA-256 (hex) of the payload with the
+/// empty source in place of the real one.
+fn first_version_hash(payload: &str) -> String {
+    use sha2::Digest;
+    let head = &payload[..payload.rfind(",\"source\":").expect("payload has a source")];
+    let unsourced = format!("{head},\"source\":{{\"file_id\":null,\"path\":null,\"rows\":[]}}}}");
+    hex::encode(sha2::Sha256::digest(unsourced.as_bytes()))
+}
+
+#[test]
+fn orders_staged_with_first_version_hashes_are_still_recognised() {
+    let ws = Workspace::new();
+    channel_config(&ws);
+    let first = ws.write_file("in/1.csv", &shopify_csv(3, 1, "V"));
+    assert_code(
+        &ws.run(&["ingest", "--channel", "shop", first.to_str().unwrap()]),
+        0,
+    );
+    // Rewrite the stored hashes as an older orderload wrote them.
+    let conn = rusqlite::Connection::open(ws.db_path()).unwrap();
+    let rows: Vec<(i64, String)> = conn
+        .prepare("SELECT id, payload FROM staged_orders")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for (id, payload) in &rows {
+        conn.execute(
+            "UPDATE staged_orders SET content_hash = ?1 WHERE id = ?2",
+            rusqlite::params![first_version_hash(payload), id],
+        )
+        .unwrap();
+    }
+    drop(conn);
+
+    // The same orders (one changed) in a file with other bytes: unchanged ones stay no-ops.
+    let changed = shopify_csv(3, 1, "V").replacen("Tee 0,10.00", "Tee 0,12.00", 1);
+    let second = ws.write_file("in/2.csv", &changed);
+    assert_code(
+        &ws.run(&["ingest", "--channel", "shop", second.to_str().unwrap()]),
+        0,
+    );
+    assert_eq!(
+        ws.query_i64("SELECT orders_unchanged FROM source_files WHERE id = 2"),
+        2
+    );
+    assert_eq!(
+        ws.query_i64("SELECT orders_updated FROM source_files WHERE id = 2"),
+        1
+    );
+    // The changed order now carries a current hash; the others keep theirs.
+    assert_eq!(
+        ws.query_strings("SELECT substr(content_hash, 1, 5) FROM staged_orders ORDER BY id"),
+        vec![
+            "xxh3:",
+            &first_version_hash(&rows[1].1)[..5],
+            &first_version_hash(&rows[2].1)[..5]
+        ]
+    );
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM ledger"), 3);
+}
+
 #[test]
 fn a_succeeded_order_whose_content_changed_goes_back_to_pending() {
     let ws = Workspace::new();
