@@ -78,7 +78,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             settle_secs: 5,
-            chunk_orders: 500,
+            chunk_orders: 250,
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use crate::channels::{self, ChannelSpec, FileError, Item, RejectedRow};
 use crate::model::Order;
-use crate::staging::{FileStart, FileTotals, Staging, StagingError};
+use crate::staging::{FileStart, FileTotals, PreparedChunk, Staging, StagingError};
 use serde::Serialize;
 use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
@@ -120,6 +120,16 @@ pub fn is_settled(path: &Path, settle: Duration) -> bool {
 /// far, and (with the last chunk) the notes the reader made while parsing.
 struct ParsedChunk {
     orders: Vec<Order>,
+    rejected: Vec<RejectedRow>,
+    rows_read: u64,
+    notes: Vec<String>,
+}
+
+/// A parsed chunk after the preparer: orders merged, serialized and hashed.
+struct PreparedChunkOf {
+    chunk: PreparedChunk,
+    /// Orders as read, before repeated keys in the chunk were merged.
+    orders_read: u64,
     rejected: Vec<RejectedRow>,
     rows_read: u64,
     notes: Vec<String>,
@@ -261,7 +271,7 @@ async fn ingest_file(
             totals.rejected = rejected.len() as u64;
             for part in rejected.chunks(1000) {
                 staging
-                    .stage_chunk(file_id, run_id, Vec::new(), part.to_vec())
+                    .stage_chunk(file_id, run_id, PreparedChunk::empty(), part.to_vec())
                     .await?;
             }
             staging
@@ -279,9 +289,12 @@ async fn ingest_file(
         }
     };
 
-    // Parse on a thread of its own; chunks come over a bounded channel. The last one carries
+    // Three stages, each on a thread of its own, joined by bounded channels: the parser reads
+    // orders; the preparer merges, serializes and hashes them; this task writes them. The
+    // writer (the database's one connection thread) then only writes. The last chunk carries
     // the notes the reader made while parsing.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<ParsedChunk>(2);
+    let (parsed_tx, parsed_rx) = std::sync::mpsc::sync_channel::<ParsedChunk>(1);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<PreparedChunkOf>(1);
     let chunk_orders = options.chunk_orders;
     let mut reader = opened.reader;
     let parser = std::thread::spawn(move || {
@@ -299,37 +312,52 @@ async fn ingest_file(
                     rows_read: reader.rows_read(),
                     notes: Vec::new(),
                 };
-                if tx.blocking_send(chunk).is_err() {
+                if parsed_tx.send(chunk).is_err() {
                     return;
                 }
             }
         }
-        let _ = tx.blocking_send(ParsedChunk {
+        let _ = parsed_tx.send(ParsedChunk {
             orders,
             rejected,
             rows_read: reader.rows_read(),
             notes: reader.notes(),
         });
     });
+    let preparer = std::thread::spawn(move || {
+        for parsed in parsed_rx {
+            let prepared = PreparedChunkOf {
+                orders_read: parsed.orders.len() as u64,
+                chunk: PreparedChunk::new(file_id, parsed.orders),
+                rejected: parsed.rejected,
+                rows_read: parsed.rows_read,
+                notes: parsed.notes,
+            };
+            if tx.blocking_send(prepared).is_err() {
+                return;
+            }
+        }
+    });
 
-    while let Some(ParsedChunk {
-        orders,
+    while let Some(PreparedChunkOf {
+        chunk,
+        orders_read,
         rejected,
         rows_read,
         notes,
     }) = rx.recv().await
     {
         totals.rows = rows_read;
-        totals.orders += orders.len() as u64;
+        totals.orders += orders_read;
         totals.notes.extend(notes);
         for r in &rejected {
             warn!(row = r.row_number, column = r.column.as_deref().unwrap_or(""), reason = %r.reason_code, "{}", r.message);
         }
-        if orders.is_empty() && rejected.is_empty() {
+        if chunk.is_empty() && rejected.is_empty() {
             continue;
         }
         let counts = staging
-            .stage_chunk(file_id, run_id, orders, rejected)
+            .stage_chunk(file_id, run_id, chunk, rejected)
             .await?;
         totals.rows_staged += counts.rows_staged;
         totals.rejected += counts.rejected;
@@ -338,6 +366,7 @@ async fn ingest_file(
         totals.orders_unchanged += counts.unchanged;
     }
     let _ = parser.join();
+    let _ = preparer.join();
 
     let mut error = None;
     if totals.rows != totals.rows_staged + totals.rejected {

@@ -4,7 +4,7 @@
 use crate::common::{assert_code, stderr, stdout, Workspace};
 use orderload::channels::RejectedRow;
 use orderload::model::{CurrencyCode, Customer, Order, OrderLine, Provenance};
-use orderload::staging::{FileStart, FileTotals, RunStart};
+use orderload::staging::{FileStart, FileTotals, PreparedChunk, RunStart};
 use orderload::submit::target::{OrderOutcome, OrderResult};
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -127,12 +127,15 @@ fn fixture() -> Fixture {
         st.stage_chunk(
             f1,
             run1,
-            vec![
-                order("shop", "#1001", vec![1, 2], 2, "10.00"),
-                order("shop", "#1002", vec![3], 1, "12.50"),
-                order("shop", "=1003", vec![4], 1, "5.00"),
-                order("shop", "1004", vec![5], 1, "5.00"),
-            ],
+            PreparedChunk::new(
+                f1,
+                vec![
+                    order("shop", "#1001", vec![1, 2], 2, "10.00"),
+                    order("shop", "#1002", vec![3], 1, "12.50"),
+                    order("shop", "=1003", vec![4], 1, "5.00"),
+                    order("shop", "1004", vec![5], 1, "5.00"),
+                ],
+            ),
             vec![rejected(6, "bad_decimal")],
         )
         .await
@@ -157,10 +160,13 @@ fn fixture() -> Fixture {
         st.stage_chunk(
             f2,
             run1,
-            vec![
-                order("amazon", "111-1", vec![1], 1, "7.00"),
-                order("amazon", "111-2", vec![2, 3], 2, "9.00"),
-            ],
+            PreparedChunk::new(
+                f2,
+                vec![
+                    order("amazon", "111-1", vec![1], 1, "7.00"),
+                    order("amazon", "111-2", vec![2, 3], 2, "9.00"),
+                ],
+            ),
             vec![rejected(4, "ragged_row"), rejected(5, "ragged_row")],
         )
         .await

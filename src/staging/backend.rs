@@ -50,10 +50,10 @@ impl Staging for SqliteStaging {
         &self,
         file_id: i64,
         run_id: i64,
-        orders: Vec<Order>,
+        chunk: PreparedChunk,
         rejected: Vec<RejectedRow>,
     ) -> Result<ChunkCounts, StagingError> {
-        self.write_chunk(file_id, run_id, orders, rejected).await
+        self.write_chunk(file_id, run_id, chunk, rejected).await
     }
     async fn finish_file(
         &self,

@@ -9,6 +9,7 @@ mod claims;
 mod lease;
 mod orders;
 pub mod postgres;
+mod prepare;
 mod rerun;
 mod runs;
 mod sqlite;
@@ -17,6 +18,7 @@ mod time;
 pub use lease::{LeaseError, LeaseInfo};
 pub use orders::{ChunkCounts, ClaimedOrder, FileRecord, FileStart, FileTotals, RecordedOutcome};
 pub use postgres::PgStaging;
+pub use prepare::{PreparedChunk, PreparedOrder};
 pub use rerun::{RerunCandidate, RerunFilter};
 pub use runs::redact_url;
 pub use runs::{host_name, os_user, RunInfo, RunStart};
@@ -24,7 +26,6 @@ pub use sqlite::SqliteStaging;
 pub use time::{now_utc, to_db_time};
 
 use crate::channels::RejectedRow;
-use crate::model::Order;
 use crate::report::{BatchReport, FailedReport, OrderHistory, ReportError, Scope, Summary};
 use crate::submit::budget::{BudgetLimits, SharedBudget};
 use crate::submit::target::{OrderOutcome, PlanError};
@@ -155,11 +156,12 @@ pub trait Staging: Send + Sync {
     // ingest
     async fn find_file(&self, sha256: &str) -> Result<Option<FileRecord>, StagingError>;
     async fn start_file(&self, start: &FileStart, run_id: i64) -> Result<i64, StagingError>;
+    /// Write one chunk of a file (prepared off the writer's path: [`PreparedChunk::new`]).
     async fn stage_chunk(
         &self,
         file_id: i64,
         run_id: i64,
-        orders: Vec<Order>,
+        chunk: PreparedChunk,
         rejected: Vec<RejectedRow>,
     ) -> Result<ChunkCounts, StagingError>;
     async fn finish_file(

@@ -3,6 +3,7 @@
 //! Bulk writes bind one JSON array per chunk and expand it with `json_each`, so a chunk is a
 //! handful of statements whatever its size (a statement per row is ~30× slower).
 
+use super::prepare::{merge_into, PreparedChunk, PreparedOrder};
 use super::{now_utc, to_db_time, SqliteStaging, StagingError};
 use crate::channels::RejectedRow;
 use crate::model::Order;
@@ -84,156 +85,6 @@ pub struct RecordedOutcome {
     pub failed: u64,
     /// Outcomes not recorded because the claim was no longer ours.
     pub stale: u64,
-}
-
-/// Hash of an order's content, ignoring where it was read from: the definition that
-/// `serialize_order` computes without cloning (and is tested against).
-#[cfg(test)]
-pub fn content_hash(order: &Order) -> String {
-    let mut o = order.clone();
-    o.source = Default::default();
-    let bytes = serde_json::to_vec(&o).unwrap_or_default();
-    content_hash_of(&bytes)
-}
-
-/// Prefix of the content hashes written since migration-free hash versioning: XXH3-128 of the
-/// order's JSON without its source. Hashes without it are the first version: SHA-256 (hex) of
-/// the same bytes, still found in databases staged before; both stay comparable.
-const CONTENT_HASH_V2: &str = "xxh3:";
-
-/// The content hash written for newly staged or changed orders. A change detector, not a
-/// signature: XXH3-128 hashes the ~1 KB of JSON per order ~50x faster than SHA-256 here.
-fn content_hash_of(bytes: &[u8]) -> String {
-    let h = xxhash_rust::xxh3::xxh3_128(bytes);
-    format!("{CONTENT_HASH_V2}{h:032x}")
-}
-
-/// True when `stored` (from the database, either version) is the hash of `hashed`, the JSON
-/// whose current hash is `hash`. A first-version hash costs one SHA-256, only for orders seen
-/// again.
-pub(super) fn same_content(stored: &str, hash: &str, hashed: &[u8]) -> bool {
-    if stored.starts_with(CONTENT_HASH_V2) {
-        stored == hash
-    } else {
-        stored == hex::encode(ring::digest::digest(&ring::digest::SHA256, hashed))
-    }
-}
-
-/// Append `later`'s lines and rows to `earlier` (same order key seen twice in one file).
-pub(super) fn merge_into(earlier: &mut Order, later: Order) {
-    let offset = earlier.lines.len() as u32;
-    earlier.lines.extend(later.lines.into_iter().map(|mut l| {
-        l.line_number += offset;
-        l
-    }));
-    earlier.source.rows.extend(later.source.rows);
-}
-
-/// A chunk's orders with their file set and those that appear more than once in it
-/// (non-contiguous rows) merged into one, and the number of input rows they came from.
-pub(super) fn merge_chunk(file_id: i64, orders: Vec<Order>) -> (Vec<Order>, u64) {
-    let mut rows = 0u64;
-    let mut merged: Vec<Order> = Vec::with_capacity(orders.len());
-    let mut index: HashMap<(String, String), usize> = HashMap::new();
-    for mut order in orders {
-        order.source.file_id = Some(file_id);
-        rows += order.source.rows.len() as u64;
-        let key = (order.channel.clone(), order.external_id.clone());
-        match index.get(&key) {
-            Some(&i) => merge_into(&mut merged[i], order),
-            None => {
-                index.insert(key, merged.len());
-                merged.push(order);
-            }
-        }
-    }
-    (merged, rows)
-}
-
-/// What `content_hash` serializes for the order's provenance: the default (empty) source.
-/// `Provenance` is the last field of `Order`, so the hashed JSON ends with it.
-const NO_SOURCE_SUFFIX: &[u8] = br#","source":{"file_id":null,"path":null,"rows":[]}}"#;
-
-/// An order serialized once: the content hash (as [`content_hash`] computes it) and the
-/// payload (the order as JSON, with its provenance). The hashed bytes stay in the caller's
-/// buffer, for [`same_content`].
-pub(super) struct Serialized {
-    pub(super) hash: String,
-    pub(super) payload: String,
-}
-
-/// Serialize `order` without its source into `buf`, hash that, and build the payload by
-/// splicing the real source in place of the empty one: one serialization instead of two, and
-/// no clone of the order. Falls back to a second serialization if the layout ever changes.
-pub(super) fn serialize_order(order: &mut Order, buf: &mut Vec<u8>) -> Serialized {
-    let source = std::mem::take(&mut order.source);
-    buf.clear();
-    let written = serde_json::to_writer(&mut *buf, &*order);
-    order.source = source;
-    if written.is_err() {
-        buf.clear();
-    }
-    let hash = content_hash_of(&buf[..]);
-    let payload = match buf.strip_suffix(NO_SOURCE_SUFFIX) {
-        Some(head) => {
-            let mut p = Vec::with_capacity(buf.len() + 64);
-            p.extend_from_slice(head);
-            p.extend_from_slice(b",\"source\":");
-            let spliced = serde_json::to_writer(&mut p, &order.source).is_ok();
-            p.push(b'}');
-            match String::from_utf8(p) {
-                Ok(p) if spliced => p,
-                _ => serde_json::to_string(order).unwrap_or_default(),
-            }
-        }
-        None => serde_json::to_string(order).unwrap_or_default(),
-    };
-    Serialized { hash, payload }
-}
-
-/// The columns of a new `staged_orders` row that vary per order.
-struct NewOrderRow {
-    channel: String,
-    external_id: String,
-    hash: String,
-    payload: String,
-    currency: String,
-    total: Option<String>,
-    line_count: i64,
-    row_count: i64,
-    source_rows: String,
-    created_at: String,
-}
-
-impl NewOrderRow {
-    fn new(order: Order, s: Serialized) -> Self {
-        NewOrderRow {
-            currency: order.currency.as_str().to_string(),
-            total: order.total.map(|t| t.to_string()),
-            line_count: order.lines.len() as i64,
-            row_count: order.source.rows.len() as i64,
-            source_rows: serde_json::to_string(&order.source.rows).unwrap_or_default(),
-            created_at: to_db_time(order.created_at),
-            channel: order.channel,
-            external_id: order.external_id,
-            hash: s.hash,
-            payload: s.payload,
-        }
-    }
-}
-
-/// Serialize a part of a chunk's new orders on a blocking thread.
-fn serialize_part(orders: Vec<Order>) -> tokio::task::JoinHandle<Vec<NewOrderRow>> {
-    tokio::task::spawn_blocking(move || {
-        let mut buf = Vec::with_capacity(4096);
-        orders
-            .into_iter()
-            .map(|mut o| {
-                let s = serialize_order(&mut o, &mut buf);
-                NewOrderRow::new(o, s)
-            })
-            .collect()
-    })
 }
 
 /// New orders per multi-row INSERT: 13 bound values each, well under SQLite's 32,766.
@@ -336,16 +187,16 @@ impl SqliteStaging {
         &self,
         file_id: i64,
         run_id: i64,
-        orders: Vec<Order>,
+        chunk: PreparedChunk,
         rejected: Vec<RejectedRow>,
     ) -> Result<ChunkCounts, StagingError> {
         let now = now_utc();
         let mut counts = ChunkCounts {
             rejected: rejected.len() as u64,
+            rows_staged: chunk.rows_staged,
             ..Default::default()
         };
-        let (merged, rows_staged) = merge_chunk(file_id, orders);
-        counts.rows_staged = rows_staged;
+        let merged = chunk.orders;
 
         let mut tx = self.pool.begin().await?;
         // BEGIN IMMEDIATE semantics: take the write lock before the reads below. A deferred
@@ -381,11 +232,11 @@ impl SqliteStaging {
         type Existing = (i64, String, String, Option<i64>);
         let mut existing: HashMap<(String, String), Existing> = HashMap::new();
         let mut by_channel: HashMap<&str, Vec<&str>> = HashMap::new();
-        for o in &merged {
+        for p in &merged {
             by_channel
-                .entry(o.channel.as_str())
+                .entry(p.order.channel.as_str())
                 .or_default()
-                .push(o.external_id.as_str());
+                .push(p.order.external_id.as_str());
         }
         for (channel, ids) in by_channel {
             for part in ids.chunks(CHUNK_IN) {
@@ -411,13 +262,16 @@ impl SqliteStaging {
             }
         }
 
-        let mut new_orders: Vec<Order> = Vec::new();
+        let mut new_orders: Vec<PreparedOrder> = Vec::new();
         let mut buf = Vec::with_capacity(4096);
-        for mut order in merged {
-            let key = (order.channel.clone(), order.external_id.clone());
+        for mut prepared in merged {
+            let key = (
+                prepared.order.channel.clone(),
+                prepared.order.external_id.clone(),
+            );
             match existing.get(&key) {
                 None => {
-                    new_orders.push(order);
+                    new_orders.push(prepared);
                     counts.new += 1;
                 }
                 Some((id, old_hash, status, source_file)) => {
@@ -430,14 +284,20 @@ impl SqliteStaging {
                                 .await?;
                         let mut earlier: Order = serde_json::from_str(&payload)
                             .map_err(|source| StagingError::Payload { id: *id, source })?;
-                        merge_into(&mut earlier, order);
-                        order = earlier;
+                        merge_into(&mut earlier, prepared.order);
+                        prepared = PreparedOrder::new(earlier, &mut buf);
                     }
-                    let Serialized { hash, payload } = serialize_order(&mut order, &mut buf);
-                    if same_content(old_hash, &hash, &buf) {
+                    if prepared.has_hash(old_hash) {
                         counts.unchanged += 1;
                         continue;
                     }
+                    let PreparedOrder {
+                        order,
+                        hash,
+                        payload,
+                        total,
+                        source_rows,
+                    } = prepared;
                     let requeue = status == "succeeded" || status == "failed";
                     let to_status = if requeue { "pending" } else { status.as_str() };
                     sqlx::query(
@@ -448,12 +308,12 @@ impl SqliteStaging {
                          WHERE id = ?",
                     )
                     .bind(payload)
-                    .bind(&hash)
+                    .bind(hash)
                     .bind(order.currency.as_str())
-                    .bind(order.total.map(|t| t.to_string()))
+                    .bind(total)
                     .bind(order.lines.len() as i64)
                     .bind(order.source.rows.len() as i64)
-                    .bind(serde_json::to_string(&order.source.rows).unwrap_or_default())
+                    .bind(source_rows)
                     .bind(to_db_time(order.created_at))
                     .bind(file_id)
                     .bind(&now)
@@ -495,35 +355,23 @@ impl SqliteStaging {
                     .fetch_one(&mut *tx)
                     .await?;
             let inserted = new_orders.len() as u64;
-            // Serializing and hashing is as much work as SQLite's insert, so part k + 1 is
-            // serialized on a blocking thread while SQLite inserts part k.
-            let mut parts = Vec::new();
-            let mut rest = new_orders.into_iter().peekable();
-            while rest.peek().is_some() {
-                parts.push(rest.by_ref().take(INSERT_ROWS).collect::<Vec<Order>>());
-            }
-            let mut parts = parts.into_iter();
-            let mut next = parts.next().map(serialize_part);
-            while let Some(serializing) = next.take() {
-                let part = serializing.await.map_err(|e| {
-                    StagingError::Db(sqlx::Error::Protocol(format!("serializing orders: {e}")))
-                })?;
-                next = parts.next().map(serialize_part);
+            for part in new_orders.chunks_mut(INSERT_ROWS) {
                 let sql = insert_orders_sql(part.len());
                 let mut insert = sqlx::query(&sql);
-                for r in part {
+                for p in part {
+                    let o = &mut p.order;
                     insert = insert
-                        .bind(r.channel)
-                        .bind(r.external_id)
-                        .bind(r.hash)
-                        .bind(r.payload)
-                        .bind(r.currency)
-                        .bind(r.total)
-                        .bind(r.line_count)
-                        .bind(r.row_count)
+                        .bind(std::mem::take(&mut o.channel))
+                        .bind(std::mem::take(&mut o.external_id))
+                        .bind(std::mem::take(&mut p.hash))
+                        .bind(std::mem::take(&mut p.payload))
+                        .bind(o.currency.as_str().to_string())
+                        .bind(p.total.take())
+                        .bind(o.lines.len() as i64)
+                        .bind(o.source.rows.len() as i64)
                         .bind(file_id)
-                        .bind(r.source_rows)
-                        .bind(r.created_at)
+                        .bind(std::mem::take(&mut p.source_rows))
+                        .bind(to_db_time(o.created_at))
                         .bind(now.clone())
                         .bind(now.clone());
                 }
@@ -938,59 +786,8 @@ impl SqliteStaging {
 }
 
 #[cfg(test)]
-mod serialize_tests {
+mod tests {
     use super::*;
-
-    fn order() -> Order {
-        serde_json::from_str(
-            r##"{"channel":"shop","external_id":"#1001","created_at":"2025-02-28T23:00:00Z",
-            "created_at_original":"2025-03-01 00:00:00 +0100","currency":"EUR",
-            "customer":{"email":"a@example.com","name":"Ann \"A\" García","phone":null},
-            "billing":null,"shipping":{"name":"Ann","company":null,"line1":"1 Main St, Apt 2",
-            "line2":null,"city":"Leeds","province":null,"postal_code":"LS1 4AP","country":"GB",
-            "phone":null},"lines":[{"line_number":1,"sku":"S-1","name":"Tee / M","quantity":"3",
-            "unit_price":"7.61","discount":"0","tax":"0"}],"subtotal":"22.83",
-            "shipping_amount":"4.95","tax":null,"discount":"0.00","total":"27.78",
-            "taxes_included":false,"financial_status":"paid","notes":"line\nbreak",
-            "source":{"file_id":7,"path":"/in/a.csv","rows":[1,2]}}"##,
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn one_serialization_gives_the_same_hash_and_payload_as_two() {
-        let mut o = order();
-        let mut buf = Vec::new();
-        let s = serialize_order(&mut o, &mut buf);
-        assert_eq!(s.hash, content_hash(&o));
-        assert_eq!(s.payload, serde_json::to_string(&o).unwrap());
-        assert_eq!(o.source.rows, vec![1, 2], "the source is put back");
-        let back: Order = serde_json::from_str(&s.payload).unwrap();
-        assert_eq!(back.source.path.as_deref(), Some("/in/a.csv"));
-    }
-
-    #[test]
-    fn hashes_of_both_versions_recognise_the_same_content_and_only_it() {
-        let mut o = order();
-        let mut buf = Vec::new();
-        let s = serialize_order(&mut o, &mut buf);
-        assert!(s.hash.starts_with(CONTENT_HASH_V2) && s.hash.len() == 5 + 32);
-        // What databases staged before the second version hold: SHA-256 of the same JSON.
-        let mut unsourced = o.clone();
-        unsourced.source = Default::default();
-        let v1 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
-            serde_json::to_vec(&unsourced).unwrap(),
-        ));
-        assert!(same_content(&v1, &s.hash, &buf));
-        assert!(same_content(&s.hash, &s.hash, &buf));
-
-        let mut changed = o.clone();
-        changed.lines[0].quantity = rust_decimal::Decimal::from(4);
-        let c = serialize_order(&mut changed, &mut buf);
-        assert_ne!(c.hash, s.hash);
-        assert!(!same_content(&v1, &c.hash, &buf));
-        assert!(!same_content(&s.hash, &c.hash, &buf));
-    }
 
     #[test]
     fn the_insert_has_one_placeholder_per_bound_value() {

@@ -6,6 +6,9 @@ use sqlx::SqlitePool;
 use std::str::FromStr;
 use std::time::Duration;
 
+/// Page size of new database files (existing files keep theirs).
+const PAGE_SIZE: u32 = 8192;
+
 /// Staging in one SQLite file.
 #[derive(Clone)]
 pub struct SqliteStaging {
@@ -37,6 +40,7 @@ impl SqliteStaging {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
+            .page_size(PAGE_SIZE)
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
         // Switching a brand-new file to WAL takes a lock the busy timeout does not wait for;

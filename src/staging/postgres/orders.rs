@@ -5,7 +5,7 @@
 use super::PgStaging;
 use crate::channels::RejectedRow;
 use crate::model::Order;
-use crate::staging::orders::{merge_chunk, merge_into, same_content, serialize_order, Serialized};
+use crate::staging::prepare::{merge_into, PreparedChunk, PreparedOrder};
 use crate::staging::{ChunkCounts, ClaimedOrder, ForeignClaims, RecordedOutcome, StagingError};
 use crate::submit::target::{OrderOutcome, OrderResult, PlanError};
 use chrono::{DateTime, Utc};
@@ -40,15 +40,15 @@ impl PgStaging {
         &self,
         file_id: i64,
         run_id: i64,
-        orders: Vec<Order>,
+        chunk: PreparedChunk,
         rejected: Vec<RejectedRow>,
     ) -> Result<ChunkCounts, StagingError> {
         let mut counts = ChunkCounts {
             rejected: rejected.len() as u64,
+            rows_staged: chunk.rows_staged,
             ..Default::default()
         };
-        let (merged, rows_staged) = merge_chunk(file_id, orders);
-        counts.rows_staged = rows_staged;
+        let merged = chunk.orders;
 
         let mut tx = self.pool.begin().await?;
         if !rejected.is_empty() {
@@ -76,8 +76,11 @@ impl PgStaging {
         type Existing = (i64, String, String, Option<i64>);
         let mut existing: HashMap<(String, String), Existing> = HashMap::new();
         if !merged.is_empty() {
-            let channels: Vec<&str> = merged.iter().map(|o| o.channel.as_str()).collect();
-            let ids: Vec<&str> = merged.iter().map(|o| o.external_id.as_str()).collect();
+            let channels: Vec<&str> = merged.iter().map(|p| p.order.channel.as_str()).collect();
+            let ids: Vec<&str> = merged
+                .iter()
+                .map(|p| p.order.external_id.as_str())
+                .collect();
             for r in sqlx::query(
                 "SELECT o.id, o.channel, o.external_id, o.content_hash, o.status, o.source_file_id
                  FROM staged_orders o JOIN unnest($1::TEXT[], $2::TEXT[]) AS k(channel, external_id)
@@ -101,13 +104,15 @@ impl PgStaging {
             }
         }
 
-        let mut new_orders: Vec<(Order, Serialized)> = Vec::new();
+        let mut new_orders: Vec<PreparedOrder> = Vec::new();
         let mut buf = Vec::with_capacity(4096);
-        for mut order in merged {
-            let key = (order.channel.clone(), order.external_id.clone());
+        for mut prepared in merged {
+            let key = (
+                prepared.order.channel.clone(),
+                prepared.order.external_id.clone(),
+            );
             let Some((id, old_hash, status, source_file)) = existing.get(&key) else {
-                let s = serialize_order(&mut order, &mut buf);
-                new_orders.push((order, s));
+                new_orders.push(prepared);
                 counts.new += 1;
                 continue;
             };
@@ -120,14 +125,20 @@ impl PgStaging {
                         .await?;
                 let mut earlier: Order = serde_json::from_str(&payload)
                     .map_err(|source| StagingError::Payload { id: *id, source })?;
-                merge_into(&mut earlier, order);
-                order = earlier;
+                merge_into(&mut earlier, prepared.order);
+                prepared = PreparedOrder::new(earlier, &mut buf);
             }
-            let Serialized { hash, payload } = serialize_order(&mut order, &mut buf);
-            if same_content(old_hash, &hash, &buf) {
+            if prepared.has_hash(old_hash) {
                 counts.unchanged += 1;
                 continue;
             }
+            let PreparedOrder {
+                order,
+                hash,
+                payload,
+                total,
+                source_rows,
+            } = prepared;
             // An order in flight (a worker is sending the old content right now) has its
             // claim withdrawn: that worker's outcome becomes stale, and the new content is
             // sent again from pending.
@@ -143,12 +154,12 @@ impl PgStaging {
                  WHERE id = $12",
             )
             .bind(payload)
-            .bind(&hash)
+            .bind(hash)
             .bind(order.currency.as_str())
-            .bind(order.total.map(|t| t.to_string()))
+            .bind(total)
             .bind(order.lines.len() as i64)
             .bind(order.source.rows.len() as i64)
-            .bind(serde_json::to_string(&order.source.rows).unwrap_or_default())
+            .bind(source_rows)
             .bind(order.created_at)
             .bind(file_id)
             .bind(to_status)
@@ -194,17 +205,18 @@ impl PgStaging {
             let mut row_count = Vec::with_capacity(n);
             let mut source_rows = Vec::with_capacity(n);
             let mut created_at: Vec<DateTime<Utc>> = Vec::with_capacity(n);
-            for (o, s) in new_orders {
+            for p in new_orders {
+                let o = p.order;
                 currency.push(o.currency.as_str().to_string());
-                total.push(o.total.map(|t| t.to_string()));
+                total.push(p.total);
                 line_count.push(o.lines.len() as i64);
                 row_count.push(o.source.rows.len() as i64);
-                source_rows.push(serde_json::to_string(&o.source.rows).unwrap_or_default());
+                source_rows.push(p.source_rows);
                 created_at.push(o.created_at);
                 channel.push(o.channel);
                 external_id.push(o.external_id);
-                hash.push(s.hash);
-                payload.push(s.payload);
+                hash.push(p.hash);
+                payload.push(p.payload);
             }
             // A concurrent insert of the same key fails the chunk (and its transaction)
             // rather than being skipped silently; the scheduler lease makes it not happen.
