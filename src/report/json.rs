@@ -9,6 +9,20 @@ use super::Report;
 /// doubles and copies itself twenty times.
 const BYTES_PER_ITEM: usize = 512;
 
+/// Write the report as pretty-printed JSON (serialized straight from the structs, so keys keep
+/// their declaration order), ending with a newline, straight to `out` (the
+/// command streams it to stdout instead of building ~14 MB for 30,000 failed orders first).
+pub fn write(report: &Report, mut out: impl std::io::Write) -> std::io::Result<()> {
+    match report {
+        Report::Summary(s) => serde_json::to_writer_pretty(&mut out, s),
+        Report::Failed(f) => serde_json::to_writer_pretty(&mut out, f),
+        Report::Batch(b) => serde_json::to_writer_pretty(&mut out, b),
+        Report::Order(o) => serde_json::to_writer_pretty(&mut out, o),
+    }
+    .map_err(std::io::Error::from)?;
+    out.write_all(b"\n")
+}
+
 /// The report as pretty-printed JSON, ending with a newline.
 pub fn render(report: &Report) -> String {
     let items = match report {
@@ -18,20 +32,11 @@ pub fn render(report: &Report) -> String {
         Report::Order(o) => o.events.len() + o.files.len(),
     };
     let mut buf = Vec::with_capacity(4096 + items * BYTES_PER_ITEM);
-    // Serialized straight from the structs, so keys keep their declaration order.
-    let written = match report {
-        Report::Summary(s) => serde_json::to_writer_pretty(&mut buf, s),
-        Report::Failed(f) => serde_json::to_writer_pretty(&mut buf, f),
-        Report::Batch(b) => serde_json::to_writer_pretty(&mut buf, b),
-        Report::Order(o) => serde_json::to_writer_pretty(&mut buf, o),
-    };
     // The report types are plain structs of strings and numbers: serializing cannot fail, and
     // serde_json writes UTF-8.
-    let mut text = match written.map(|()| String::from_utf8(buf)) {
+    match write(report, &mut buf).map(|()| String::from_utf8(buf)) {
         Ok(Ok(text)) => text,
-        Ok(Err(e)) => serde_json::json!({ "error": e.to_string() }).to_string(),
-        Err(e) => serde_json::json!({ "error": e.to_string() }).to_string(),
-    };
-    text.push('\n');
-    text
+        Ok(Err(e)) => serde_json::json!({ "error": e.to_string() }).to_string() + "\n",
+        Err(e) => serde_json::json!({ "error": e.to_string() }).to_string() + "\n",
+    }
 }

@@ -286,6 +286,15 @@ pub enum Format {
 }
 
 /// Render a report in a format.
+/// Write the report to `out` in `format`; JSON is streamed, the others are rendered first.
+pub fn write(report: &Report, format: Format, mut out: impl std::io::Write) -> std::io::Result<()> {
+    match format {
+        Format::Json => json::write(report, out),
+        _ => out.write_all(render(report, format).as_bytes()),
+    }
+}
+
+/// The report as text in `format`.
 pub fn render(report: &Report, format: Format) -> String {
     match format {
         Format::Table => table::render(report),
