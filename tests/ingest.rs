@@ -161,6 +161,63 @@ fn orders_staged_with_first_version_hashes_are_still_recognised() {
 }
 
 #[test]
+fn an_order_seen_again_later_in_the_file_is_merged_whether_or_not_in_the_same_chunk() {
+    // #M1000, #M1001, then #M1000 again with another line (every row carries the order's
+    // fields, as in per-line exports).
+    let base = shopify_csv(2, 1, "M");
+    let again = base
+        .lines()
+        .nth(1)
+        .unwrap()
+        .replace("Tee 0", "Tee 1")
+        .replace("SKU-0", "SKU-1");
+    let csv = format!("{base}{again}\n");
+    let staged = |chunk: &str| {
+        let ws = Workspace::new();
+        channel_config(&ws);
+        let file = ws.write_file("in/m.csv", &csv);
+        let out = ws
+            .cmd()
+            .env("ORDERLOAD_INGEST_CHUNK_ORDERS", chunk)
+            .args(["ingest", "--channel", "shop", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_code(&out, 0);
+        assert_eq!(
+            ws.query_strings(
+                "SELECT rows || ' ' || rows_staged || ' ' || orders_new || ' ' || orders_updated FROM source_files"
+            ),
+            vec!["3 3 2 0"]
+        );
+        assert_eq!(ws.query_i64("SELECT COUNT(*) FROM ledger"), 2);
+        let lines: Vec<String> = ws
+            .query_strings("SELECT payload FROM staged_orders WHERE external_id = '#M1000'")
+            .iter()
+            .map(|p| {
+                let v: serde_json::Value = serde_json::from_str(p).unwrap();
+                v["lines"].to_string()
+            })
+            .collect();
+        (
+            ws.query_strings(
+                "SELECT external_id || ' ' || line_count || ' ' || row_count || ' ' || source_rows || ' ' || total FROM staged_orders ORDER BY id",
+            ),
+            lines,
+        )
+    };
+    // One order per chunk: the second #M1000 is merged with the stored one (another chunk).
+    let (apart, apart_lines) = staged("1");
+    let (together, together_lines) = staged("250");
+    assert_eq!(
+        apart,
+        vec!["#M1000 2 2 [1,3] 15.00", "#M1001 1 1 [2] 15.00"]
+    );
+    assert_eq!(apart, together);
+    assert_eq!(apart_lines, together_lines);
+    assert!(apart_lines[0].contains("SKU-1"), "{}", apart_lines[0]);
+}
+
+#[test]
 fn a_succeeded_order_whose_content_changed_goes_back_to_pending() {
     let ws = Workspace::new();
     channel_config(&ws);

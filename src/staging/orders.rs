@@ -234,9 +234,9 @@ impl SqliteStaging {
         let mut by_channel: HashMap<&str, Vec<&str>> = HashMap::new();
         for p in &merged {
             by_channel
-                .entry(p.order.channel.as_str())
+                .entry(p.channel.as_str())
                 .or_default()
-                .push(p.order.external_id.as_str());
+                .push(p.external_id.as_str());
         }
         for (channel, ids) in by_channel {
             for part in ids.chunks(CHUNK_IN) {
@@ -265,10 +265,7 @@ impl SqliteStaging {
         let mut new_orders: Vec<PreparedOrder> = Vec::new();
         let mut buf = Vec::with_capacity(4096);
         for mut prepared in merged {
-            let key = (
-                prepared.order.channel.clone(),
-                prepared.order.external_id.clone(),
-            );
+            let key = (prepared.channel.clone(), prepared.external_id.clone());
             match existing.get(&key) {
                 None => {
                     new_orders.push(prepared);
@@ -284,20 +281,17 @@ impl SqliteStaging {
                                 .await?;
                         let mut earlier: Order = serde_json::from_str(&payload)
                             .map_err(|source| StagingError::Payload { id: *id, source })?;
-                        merge_into(&mut earlier, prepared.order);
+                        let later = prepared
+                            .order()
+                            .map_err(|source| StagingError::Payload { id: *id, source })?;
+                        merge_into(&mut earlier, later);
                         prepared = PreparedOrder::new(earlier, &mut buf);
                     }
                     if prepared.has_hash(old_hash) {
                         counts.unchanged += 1;
                         continue;
                     }
-                    let PreparedOrder {
-                        order,
-                        hash,
-                        payload,
-                        total,
-                        source_rows,
-                    } = prepared;
+                    let p = prepared;
                     let requeue = status == "succeeded" || status == "failed";
                     let to_status = if requeue { "pending" } else { status.as_str() };
                     sqlx::query(
@@ -307,14 +301,14 @@ impl SqliteStaging {
                            attempts = CASE WHEN ? THEN 0 ELSE attempts END
                          WHERE id = ?",
                     )
-                    .bind(payload)
-                    .bind(hash)
-                    .bind(order.currency.as_str())
-                    .bind(total)
-                    .bind(order.lines.len() as i64)
-                    .bind(order.source.rows.len() as i64)
-                    .bind(source_rows)
-                    .bind(to_db_time(order.created_at))
+                    .bind(p.payload)
+                    .bind(p.hash)
+                    .bind(p.currency)
+                    .bind(p.total)
+                    .bind(p.line_count)
+                    .bind(p.row_count)
+                    .bind(p.source_rows)
+                    .bind(to_db_time(p.created_at))
                     .bind(file_id)
                     .bind(&now)
                     .bind(to_status)
@@ -355,23 +349,24 @@ impl SqliteStaging {
                     .fetch_one(&mut *tx)
                     .await?;
             let inserted = new_orders.len() as u64;
-            for part in new_orders.chunks_mut(INSERT_ROWS) {
+            let mut rest = new_orders.into_iter().peekable();
+            while rest.peek().is_some() {
+                let part: Vec<PreparedOrder> = rest.by_ref().take(INSERT_ROWS).collect();
                 let sql = insert_orders_sql(part.len());
                 let mut insert = sqlx::query(&sql);
                 for p in part {
-                    let o = &mut p.order;
                     insert = insert
-                        .bind(std::mem::take(&mut o.channel))
-                        .bind(std::mem::take(&mut o.external_id))
-                        .bind(std::mem::take(&mut p.hash))
-                        .bind(std::mem::take(&mut p.payload))
-                        .bind(o.currency.as_str().to_string())
-                        .bind(p.total.take())
-                        .bind(o.lines.len() as i64)
-                        .bind(o.source.rows.len() as i64)
+                        .bind(p.channel)
+                        .bind(p.external_id)
+                        .bind(p.hash)
+                        .bind(p.payload)
+                        .bind(p.currency)
+                        .bind(p.total)
+                        .bind(p.line_count)
+                        .bind(p.row_count)
                         .bind(file_id)
-                        .bind(std::mem::take(&mut p.source_rows))
-                        .bind(to_db_time(o.created_at))
+                        .bind(p.source_rows)
+                        .bind(to_db_time(p.created_at))
                         .bind(now.clone())
                         .bind(now.clone());
                 }

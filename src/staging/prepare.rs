@@ -3,6 +3,7 @@
 //! its own, so the one thread that writes to the database only writes.
 
 use crate::model::Order;
+use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
 /// Hash of an order's content, ignoring where it was read from: the definition that
@@ -100,35 +101,55 @@ fn serialize_order(order: &mut Order, buf: &mut Vec<u8>) -> Serialized {
 }
 
 /// An order ready to be written: its payload, content hash and the columns derived from it.
+/// The parsed order itself is dropped on the preparer's thread, not the writer's.
 pub struct PreparedOrder {
-    pub(super) order: Order,
+    pub(super) channel: String,
+    pub(super) external_id: String,
+    pub(super) currency: String,
+    pub(super) total: Option<String>,
+    pub(super) line_count: i64,
+    pub(super) row_count: i64,
+    pub(super) source_rows: String,
+    pub(super) created_at: DateTime<Utc>,
     pub(super) hash: String,
     pub(super) payload: String,
-    pub(super) total: Option<String>,
-    pub(super) source_rows: String,
 }
 
 impl PreparedOrder {
     pub(super) fn new(mut order: Order, buf: &mut Vec<u8>) -> Self {
         let Serialized { hash, payload } = serialize_order(&mut order, buf);
         PreparedOrder {
+            currency: order.currency.as_str().to_string(),
             total: order.total.map(|t| t.to_string()),
+            line_count: order.lines.len() as i64,
+            row_count: order.source.rows.len() as i64,
             source_rows: serde_json::to_string(&order.source.rows).unwrap_or_default(),
-            order,
+            created_at: order.created_at,
+            channel: order.channel,
+            external_id: order.external_id,
             hash,
             payload,
         }
     }
 
+    /// The order back from its payload (for the rare paths that need it whole).
+    pub(super) fn order(&self) -> Result<Order, serde_json::Error> {
+        serde_json::from_str(&self.payload)
+    }
+
     /// True when `stored` (from the database, either version) is this order's content hash.
-    /// A first-version hash costs a second serialization and a SHA-256, only for orders seen
-    /// again.
-    pub(super) fn has_hash(&mut self, stored: &str) -> bool {
+    /// A first-version hash costs parsing the payload, a second serialization and a SHA-256,
+    /// only for orders seen again; if that fails the order counts as changed (sent again, which
+    /// an upsert by key makes harmless).
+    pub(super) fn has_hash(&self, stored: &str) -> bool {
         if stored.starts_with(CONTENT_HASH_V2) {
             return stored == self.hash;
         }
+        let Ok(mut order) = self.order() else {
+            return false;
+        };
         let mut buf = Vec::with_capacity(self.payload.len());
-        serialize_order(&mut self.order, &mut buf);
+        serialize_order(&mut order, &mut buf);
         stored == hex::encode(ring::digest::digest(&ring::digest::SHA256, &buf))
     }
 }
@@ -214,10 +235,12 @@ mod tests {
         assert_eq!(chunk.len(), 2);
         assert_eq!(chunk.rows_staged, 4);
         let first = &chunk.orders[0];
-        assert_eq!(first.order.lines.len(), 2);
-        assert_eq!(first.order.lines[1].line_number, 2);
+        let whole = first.order().unwrap();
+        assert_eq!((first.line_count, first.row_count), (2, 3));
+        assert_eq!(whole.lines.len(), 2);
+        assert_eq!(whole.lines[1].line_number, 2);
         assert_eq!(first.source_rows, "[1,2,9]");
-        assert_eq!(first.order.source.file_id, Some(3));
+        assert_eq!(whole.source.file_id, Some(3));
         assert!(
             first.payload.contains(r#""file_id":3"#),
             "{}",
@@ -237,7 +260,7 @@ mod tests {
         let v1 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
             serde_json::to_vec(&unsourced).unwrap(),
         ));
-        let mut prepared = PreparedOrder::new(o.clone(), &mut buf);
+        let prepared = PreparedOrder::new(o.clone(), &mut buf);
         assert_eq!(prepared.hash, s.hash);
         assert!(prepared.has_hash(&v1));
         assert!(prepared.has_hash(&s.hash));
@@ -246,7 +269,7 @@ mod tests {
 
         let mut changed = o.clone();
         changed.lines[0].quantity = rust_decimal::Decimal::from(4);
-        let mut c = PreparedOrder::new(changed, &mut buf);
+        let c = PreparedOrder::new(changed, &mut buf);
         assert_ne!(c.hash, s.hash);
         assert!(!c.has_hash(&v1));
         assert!(!c.has_hash(&s.hash));

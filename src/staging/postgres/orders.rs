@@ -76,11 +76,8 @@ impl PgStaging {
         type Existing = (i64, String, String, Option<i64>);
         let mut existing: HashMap<(String, String), Existing> = HashMap::new();
         if !merged.is_empty() {
-            let channels: Vec<&str> = merged.iter().map(|p| p.order.channel.as_str()).collect();
-            let ids: Vec<&str> = merged
-                .iter()
-                .map(|p| p.order.external_id.as_str())
-                .collect();
+            let channels: Vec<&str> = merged.iter().map(|p| p.channel.as_str()).collect();
+            let ids: Vec<&str> = merged.iter().map(|p| p.external_id.as_str()).collect();
             for r in sqlx::query(
                 "SELECT o.id, o.channel, o.external_id, o.content_hash, o.status, o.source_file_id
                  FROM staged_orders o JOIN unnest($1::TEXT[], $2::TEXT[]) AS k(channel, external_id)
@@ -107,10 +104,7 @@ impl PgStaging {
         let mut new_orders: Vec<PreparedOrder> = Vec::new();
         let mut buf = Vec::with_capacity(4096);
         for mut prepared in merged {
-            let key = (
-                prepared.order.channel.clone(),
-                prepared.order.external_id.clone(),
-            );
+            let key = (prepared.channel.clone(), prepared.external_id.clone());
             let Some((id, old_hash, status, source_file)) = existing.get(&key) else {
                 new_orders.push(prepared);
                 counts.new += 1;
@@ -125,20 +119,17 @@ impl PgStaging {
                         .await?;
                 let mut earlier: Order = serde_json::from_str(&payload)
                     .map_err(|source| StagingError::Payload { id: *id, source })?;
-                merge_into(&mut earlier, prepared.order);
+                let later = prepared
+                    .order()
+                    .map_err(|source| StagingError::Payload { id: *id, source })?;
+                merge_into(&mut earlier, later);
                 prepared = PreparedOrder::new(earlier, &mut buf);
             }
             if prepared.has_hash(old_hash) {
                 counts.unchanged += 1;
                 continue;
             }
-            let PreparedOrder {
-                order,
-                hash,
-                payload,
-                total,
-                source_rows,
-            } = prepared;
+            let p = prepared;
             // An order in flight (a worker is sending the old content right now) has its
             // claim withdrawn: that worker's outcome becomes stale, and the new content is
             // sent again from pending.
@@ -153,14 +144,14 @@ impl PgStaging {
                    claim_expires_at = CASE WHEN $11 THEN NULL ELSE claim_expires_at END
                  WHERE id = $12",
             )
-            .bind(payload)
-            .bind(hash)
-            .bind(order.currency.as_str())
-            .bind(total)
-            .bind(order.lines.len() as i64)
-            .bind(order.source.rows.len() as i64)
-            .bind(source_rows)
-            .bind(order.created_at)
+            .bind(p.payload)
+            .bind(p.hash)
+            .bind(p.currency)
+            .bind(p.total)
+            .bind(p.line_count)
+            .bind(p.row_count)
+            .bind(p.source_rows)
+            .bind(p.created_at)
             .bind(file_id)
             .bind(to_status)
             .bind(requeue)
@@ -206,15 +197,14 @@ impl PgStaging {
             let mut source_rows = Vec::with_capacity(n);
             let mut created_at: Vec<DateTime<Utc>> = Vec::with_capacity(n);
             for p in new_orders {
-                let o = p.order;
-                currency.push(o.currency.as_str().to_string());
+                currency.push(p.currency);
                 total.push(p.total);
-                line_count.push(o.lines.len() as i64);
-                row_count.push(o.source.rows.len() as i64);
+                line_count.push(p.line_count);
+                row_count.push(p.row_count);
                 source_rows.push(p.source_rows);
-                created_at.push(o.created_at);
-                channel.push(o.channel);
-                external_id.push(o.external_id);
+                created_at.push(p.created_at);
+                channel.push(p.channel);
+                external_id.push(p.external_id);
                 hash.push(p.hash);
                 payload.push(p.payload);
             }
