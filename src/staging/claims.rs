@@ -96,14 +96,15 @@ impl SqliteStaging {
         .await?;
         // One pass over the batch's orders: tag the run's in-flight ones with the batch (as
         // `insert_batch` does) and extend the live claims held under the token (as `confirm`
-        // does). The ids are bound one by one: no JSON for SQLite to parse.
+        // does). The ids are bound one by one (no JSON for SQLite to parse), as anonymous
+        // placeholders: sqlx looks every numbered one up by name, quadratic in their number.
         let sql = format!(
-            "UPDATE staged_orders SET batch_id = CASE WHEN last_run_id = ?1 THEN ?2 ELSE batch_id END,
-                    claim_expires_at = CASE WHEN claim_token = ?3 AND claim_expires_at >= ?4 THEN ?5
+            "UPDATE staged_orders SET batch_id = CASE WHEN last_run_id = ? THEN ? ELSE batch_id END,
+                    claim_expires_at = CASE WHEN claim_token = ? AND claim_expires_at >= ? THEN ?
                                             ELSE claim_expires_at END
-             WHERE id IN ({}) AND status = 'in_flight' AND (last_run_id = ?1 OR claim_token = ?3)
-             RETURNING id, COALESCE(claim_token = ?3 AND claim_expires_at >= ?4, 0)",
-            numbered_params(6, order_ids.len())
+             WHERE id IN ({}) AND status = 'in_flight' AND (last_run_id = ? OR claim_token = ?)
+             RETURNING id, COALESCE(claim_token = ? AND claim_expires_at >= ?, 0)",
+            placeholders(order_ids.len())
         );
         let mut update = sqlx::query_as::<_, (i64, bool)>(&sql)
             .bind(run_id)
@@ -114,6 +115,7 @@ impl SqliteStaging {
         for order_id in order_ids {
             update = update.bind(order_id);
         }
+        let update = update.bind(run_id).bind(token).bind(token).bind(&now);
         let rows = update.fetch_all(&mut *tx).await?;
         tx.commit().await?;
         let mut live: Vec<i64> = rows
@@ -150,15 +152,14 @@ impl SqliteStaging {
     }
 }
 
-/// `?first, ?first+1, …`: `n` numbered placeholders for a list bound value by value.
-pub(super) fn numbered_params(first: usize, n: usize) -> String {
-    let mut s = String::with_capacity(n * 6);
+/// `?, ?, …`: `n` anonymous placeholders for a list bound value by value.
+pub(super) fn placeholders(n: usize) -> String {
+    let mut s = String::with_capacity(n * 3);
     for i in 0..n {
         if i > 0 {
             s.push_str(", ");
         }
         s.push('?');
-        s.push_str(&(first + i).to_string());
     }
     s
 }

@@ -614,7 +614,7 @@ impl SqliteStaging {
             });
         }
         // Bound value by value, in parts well under SQLite's limit on bound values.
-        for part in events.chunks(1000) {
+        for part in events.chunks(2000) {
             let mut sql = String::with_capacity(120 + part.len() * 32);
             sql.push_str(
                 "INSERT INTO ledger (order_id, run_id, at, from_status, to_status, message) VALUES ",
@@ -623,16 +623,17 @@ impl SqliteStaging {
                 if i > 0 {
                     sql.push_str(", ");
                 }
-                let p = 3 + i * 3;
-                sql.push_str(&format!(
-                    "(?{p}, ?1, ?2, ?{}, 'in_flight', ?{})",
-                    p + 1,
-                    p + 2
-                ));
+                sql.push_str("(?, ?, ?, ?, 'in_flight', ?)");
             }
-            let mut insert = sqlx::query(&sql).bind(run_id).bind(&now);
+            // Anonymous placeholders: sqlx looks every numbered one up by name (quadratic).
+            let mut insert = sqlx::query(&sql);
             for (id, from, message) in part {
-                insert = insert.bind(*id).bind(*from).bind(message.as_str());
+                insert = insert
+                    .bind(*id)
+                    .bind(run_id)
+                    .bind(&now)
+                    .bind(*from)
+                    .bind(message.as_str());
             }
             insert.execute(&mut *tx).await?;
         }
@@ -748,34 +749,29 @@ impl SqliteStaging {
         // The outcomes are bound value by value as a small VALUES table (no JSON to parse);
         // orders are looked up by primary key. Only orders still claimed under `token` with a
         // live claim are updated; the ledger gets one event for each of them.
-        const FIXED: usize = 4;
+        // Anonymous placeholders throughout: sqlx looks every numbered one up by name, which
+        // is quadratic in their number.
         let mut sql = String::with_capacity(600 + outcomes.len() * 40);
         sql.push_str("WITH j(id, status, retryable, http, code, message, ref) AS (VALUES ");
         for i in 0..outcomes.len() {
             if i > 0 {
                 sql.push_str(", ");
             }
-            sql.push('(');
-            sql.push_str(&super::claims::numbered_params(FIXED + 1 + i * 7, 7));
-            sql.push(')');
+            sql.push_str("(?, ?, ?, ?, ?, ?, ?)");
         }
         sql.push_str(
             ")
              UPDATE staged_orders SET status = j.status, retryable = j.retryable, last_error_code = j.code,
                     last_error_message = j.message, last_http_status = j.http,
                     dynamics_ref = COALESCE(j.ref, staged_orders.dynamics_ref),
-                    batch_id = COALESCE(?1, staged_orders.batch_id), claim_token = NULL, claim_expires_at = NULL,
-                    updated_at = ?2
+                    batch_id = COALESCE(?, staged_orders.batch_id), claim_token = NULL, claim_expires_at = NULL,
+                    updated_at = ?
              FROM j
              WHERE staged_orders.id = j.id AND staged_orders.status = 'in_flight'
-               AND staged_orders.claim_token = ?3 AND staged_orders.claim_expires_at >= ?4
+               AND staged_orders.claim_token = ? AND staged_orders.claim_expires_at >= ?
              RETURNING staged_orders.id",
         );
-        let mut update = sqlx::query_scalar::<_, i64>(&sql)
-            .bind(batch_id)
-            .bind(&now)
-            .bind(token)
-            .bind(&now);
+        let mut update = sqlx::query_scalar::<_, i64>(&sql);
         for o in outcomes {
             update = match &o.result {
                 OrderResult::Succeeded { dynamics_ref } => update
@@ -801,6 +797,7 @@ impl SqliteStaging {
                     .bind(None::<&str>),
             };
         }
+        let update = update.bind(batch_id).bind(&now).bind(token).bind(&now);
         let mut tx = self.pool.begin().await?;
         let updated: std::collections::HashSet<i64> =
             update.fetch_all(&mut *tx).await?.into_iter().collect();
@@ -818,21 +815,17 @@ impl SqliteStaging {
                 if i > 0 {
                     sql.push_str(", ");
                 }
-                let p = 4 + i * 5;
-                sql.push_str(&format!(
-                    "(?{}, ?1, ?2, ?3, 'in_flight', ?{}, ?{}, ?{}, ?{})",
-                    p,
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4
-                ));
+                sql.push_str("(?, ?, ?, ?, 'in_flight', ?, ?, ?, ?)");
             }
-            let mut insert = sqlx::query(&sql).bind(batch_id).bind(run_id).bind(&now);
+            let mut insert = sqlx::query(&sql);
             for o in &recorded {
+                let row = insert
+                    .bind(o.order_id)
+                    .bind(batch_id)
+                    .bind(run_id)
+                    .bind(&now);
                 insert = match &o.result {
-                    OrderResult::Succeeded { dynamics_ref } => insert
-                        .bind(o.order_id)
+                    OrderResult::Succeeded { dynamics_ref } => row
                         .bind("succeeded")
                         .bind(None::<i64>)
                         .bind(None::<&str>)
@@ -842,8 +835,7 @@ impl SqliteStaging {
                         code,
                         message,
                         ..
-                    } => insert
-                        .bind(o.order_id)
+                    } => row
                         .bind("failed")
                         .bind(http_status.map(i64::from))
                         .bind(code.as_str())
