@@ -109,29 +109,38 @@ fn plan_error(code: &str, message: impl Into<String>) -> PlanError {
     }
 }
 
-/// A JSON value in a request body.
-#[derive(Debug, Clone, PartialEq)]
-enum JsonValue {
-    Text(String),
-    Number(Decimal),
-    Int(i64),
-    Bool(bool),
-}
-
-/// A JSON object written column by column, with the checks that belong to each column.
-#[derive(Debug, Default)]
+/// A JSON object written column by column straight into its text, with the checks that
+/// belong to each column.
+#[derive(Debug)]
 struct Body {
-    fields: Vec<(String, JsonValue)>,
+    out: Vec<u8>,
     /// Prefix for error messages (`line 2: `).
     context: String,
 }
 
+impl Default for Body {
+    fn default() -> Self {
+        Self::for_context(String::new())
+    }
+}
+
 impl Body {
     fn for_context(context: impl Into<String>) -> Self {
+        let mut out = Vec::with_capacity(512);
+        out.push(b'{');
         Self {
-            fields: Vec::new(),
+            out,
             context: context.into(),
         }
+    }
+
+    /// `"name":` (with the comma before it when needed). Strings are escaped by serde_json.
+    fn name(&mut self, name: &str) {
+        if self.out.len() > 1 {
+            self.out.push(b',');
+        }
+        json_string_into(&mut self.out, name);
+        self.out.push(b':');
     }
 
     /// A text column; empty values are left out; too long values are refused.
@@ -140,14 +149,23 @@ impl Body {
             return Ok(());
         };
         check_length(&self.context, column, value)?;
-        self.fields
-            .push((column.into(), JsonValue::Text(value.to_string())));
+        self.name(column);
+        json_string_into(&mut self.out, value);
         Ok(())
     }
 
-    fn bind(&mut self, navigation: &str, path: String) {
-        self.fields
-            .push((format!("{navigation}@odata.bind"), JsonValue::Text(path)));
+    fn bind(&mut self, navigation: &str, path: &str) {
+        if self.out.len() > 1 {
+            self.out.push(b',');
+        }
+        // `navigation@odata.bind`: a navigation property name needs no escaping beyond what
+        // serde_json does for the whole name.
+        let mut name = String::with_capacity(navigation.len() + 11);
+        name.push_str(navigation);
+        name.push_str("@odata.bind");
+        json_string_into(&mut self.out, &name);
+        self.out.push(b':');
+        json_string_into(&mut self.out, path);
     }
 
     fn money(&mut self, column: &str, value: Option<Decimal>) -> Result<(), PlanError> {
@@ -171,7 +189,7 @@ impl Body {
                 ),
             ));
         }
-        self.fields.push((column.into(), JsonValue::Number(value)));
+        self.number(column, value);
         Ok(())
     }
 
@@ -186,41 +204,39 @@ impl Body {
                 ),
             ));
         }
-        self.fields.push((column.into(), JsonValue::Number(value)));
+        self.number(column, value);
         Ok(())
     }
 
+    /// Numbers are the decimal's own text.
+    fn number(&mut self, column: &str, value: Decimal) {
+        use std::io::Write as _;
+        self.name(column);
+        let _ = write!(self.out, "{value}");
+    }
+
     fn int(&mut self, column: &str, value: i64) {
-        self.fields.push((column.into(), JsonValue::Int(value)));
+        use std::io::Write as _;
+        self.name(column);
+        let _ = write!(self.out, "{value}");
     }
 
     fn bool(&mut self, column: &str, value: bool) {
-        self.fields.push((column.into(), JsonValue::Bool(value)));
+        self.name(column);
+        self.out
+            .extend_from_slice(if value { b"true" } else { b"false" });
     }
 
-    /// The JSON text. Strings are escaped by serde_json; numbers are the decimal's text.
-    fn render(&self) -> String {
-        let mut out = String::from("{");
-        for (i, (name, value)) in self.fields.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(&json_string(name));
-            out.push(':');
-            match value {
-                JsonValue::Text(t) => out.push_str(&json_string(t)),
-                JsonValue::Number(d) => out.push_str(&d.to_string()),
-                JsonValue::Int(n) => out.push_str(&n.to_string()),
-                JsonValue::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            }
-        }
-        out.push('}');
-        out
+    /// The JSON text.
+    fn render(mut self) -> String {
+        self.out.push(b'}');
+        String::from_utf8(self.out).expect("JSON written from str values is UTF-8")
     }
 }
 
-fn json_string(s: &str) -> String {
-    serde_json::Value::String(s.to_string()).to_string()
+/// `s` as a JSON string literal, escaped by serde_json, appended to `out`.
+fn json_string_into(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(out, s).expect("writing a str into a Vec cannot fail");
 }
 
 /// Refuse a value longer than its column (`value_too_long`, naming the column).
@@ -250,15 +266,25 @@ fn address_columns(body: &mut Body, prefix: &str, a: &Address) -> Result<(), Pla
         (_, Some(c)) => (Some(c), None),
         (None, None) => (None, None),
     };
-    body.text(&format!("{prefix}_name"), name.map(String::as_str))?;
-    body.text(&format!("{prefix}_line1"), a.line1.as_deref())?;
-    body.text(&format!("{prefix}_line2"), a.line2.as_deref())?;
-    body.text(&format!("{prefix}_line3"), line3.map(String::as_str))?;
-    body.text(&format!("{prefix}_city"), a.city.as_deref())?;
-    body.text(&format!("{prefix}_stateorprovince"), a.province.as_deref())?;
-    body.text(&format!("{prefix}_postalcode"), a.postal_code.as_deref())?;
-    body.text(&format!("{prefix}_country"), a.country.as_deref())?;
-    body.text(&format!("{prefix}_telephone"), a.phone.as_deref())?;
+    let parts: [(&str, Option<&str>); 9] = [
+        ("name", name.map(String::as_str)),
+        ("line1", a.line1.as_deref()),
+        ("line2", a.line2.as_deref()),
+        ("line3", line3.map(String::as_str)),
+        ("city", a.city.as_deref()),
+        ("stateorprovince", a.province.as_deref()),
+        ("postalcode", a.postal_code.as_deref()),
+        ("country", a.country.as_deref()),
+        ("telephone", a.phone.as_deref()),
+    ];
+    let mut column = String::with_capacity(32);
+    for (part, value) in parts {
+        column.clear();
+        column.push_str(prefix);
+        column.push('_');
+        column.push_str(part);
+        body.text(&column, value)?;
+    }
     Ok(())
 }
 
@@ -289,18 +315,20 @@ pub fn plan_changeset(
     )?;
     body.bind(
         "pricelevelid",
-        format!("/pricelevels({})", refs.price_list_id),
+        &format!("/pricelevels({})", refs.price_list_id),
     );
     body.bind(
         "transactioncurrencyid",
-        format!("/transactioncurrencies({currency_id})"),
+        &format!("/transactioncurrencies({currency_id})"),
     );
     match customer_binding(order, cfg, refs)? {
-        CustomerBinding::Account(id) => body.bind("customerid_account", format!("/accounts({id})")),
+        CustomerBinding::Account(id) => {
+            body.bind("customerid_account", &format!("/accounts({id})"))
+        }
         CustomerBinding::Contact { email, operation } => {
             body.bind(
                 "customerid_contact",
-                format!("/{}", key_path("contacts", &cfg.contact_key_column, &email)),
+                &format!("/{}", key_path("contacts", &cfg.contact_key_column, &email)),
             );
             operations.push(operation);
         }
@@ -322,6 +350,8 @@ pub fn plan_changeset(
         label: "order".into(),
     });
 
+    // Every line binds to the order by its key: `/salesorders(<key column>='<key>')`.
+    let order_bind = format!("/{order_path}");
     let mut seen = HashSet::new();
     for line in &order.lines {
         if !seen.insert(line.line_number) {
@@ -333,7 +363,7 @@ pub fn plan_changeset(
                 ),
             ));
         }
-        operations.push(plan_line(line, &key, cfg, refs)?);
+        operations.push(plan_line(line, &key, &order_bind, cfg, refs)?);
     }
     Ok(ChangesetPlan {
         order_key: key.to_string(),
@@ -344,18 +374,13 @@ pub fn plan_changeset(
 fn plan_line(
     line: &OrderLine,
     key: &OrderKey,
+    order_path: &str,
     cfg: &MappingConfig,
     refs: &References,
 ) -> Result<PlannedOperation, PlanError> {
     let context = format!("line {}: ", line.line_number);
     let mut body = Body::for_context(&context);
-    body.bind(
-        "salesorderid",
-        format!(
-            "/{}",
-            key_path("salesorders", &cfg.order_key_column, key.as_str())
-        ),
-    );
+    body.bind("salesorderid", order_path);
     body.int("lineitemnumber", i64::from(line.line_number));
     body.decimal("quantity", line.quantity, QUANTITY_SCALE)?;
     body.money("priceperunit", Some(line.unit_price))?;
@@ -385,7 +410,7 @@ fn plan_line(
             }
             body.bind(
                 "productid",
-                format!("/{}", key_path("products", &cfg.product_key_column, sku)),
+                &format!("/{}", key_path("products", &cfg.product_key_column, sku)),
             );
             let unit = refs.unit_id.as_deref().ok_or_else(|| {
                 plan_error(
@@ -393,7 +418,7 @@ fn plan_line(
                     format!("{context}no unit resolved for catalog products"),
                 )
             })?;
-            body.bind("uomid", format!("/uoms({unit})"));
+            body.bind("uomid", &format!("/uoms({unit})"));
         }
         // Write-in, and catalog lines without a SKU (shipping, gift cards): a write-in product.
         _ => {

@@ -31,7 +31,7 @@ pub fn serve(
     action: &str,
     body: &Map<String, Value>,
 ) -> ApiResult<ApiResponse> {
-    let def = store.def(table).clone();
+    let def = store.shared_def(table);
     let message = action.strip_prefix("Microsoft.Dynamics.CRM.").unwrap_or("");
     if !BULK_MESSAGES.contains(&message) {
         return Err(ApiError::segment_not_found(action));

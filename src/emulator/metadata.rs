@@ -173,7 +173,7 @@ fn full_entity(def: &TableDef, query: &QueryOptions) -> Map<String, Value> {
 }
 
 fn find_table<'a>(store: &'a Store, key: &KeyPredicate) -> ApiResult<&'a TableDef> {
-    let found = store.tables.iter().map(|t| &t.def).find(|def| match key {
+    let found = store.tables.iter().map(|t| &*t.def).find(|def| match key {
         KeyPredicate::Id(id) => stable_id(&def.logical_name) == *id,
         KeyPredicate::Named(pairs) => {
             pairs.len() == 1

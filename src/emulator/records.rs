@@ -205,7 +205,7 @@ pub fn create_row(
     preset_id: Option<Uuid>,
 ) -> ApiResult<Uuid> {
     let prepared = prepare(store, ctx, table, body, true)?;
-    let def = store.def(table).clone();
+    let def = store.shared_def(table);
     let id = prepared.id.or(preset_id).unwrap_or_else(Uuid::new_v4);
     let mut fields = preset.clone();
     fields.extend(prepared.fields);
@@ -245,7 +245,7 @@ pub fn update_row(
     drop_keys: &[String],
 ) -> ApiResult<()> {
     let mut prepared = prepare(store, ctx, table, body, false)?;
-    let def = store.def(table).clone();
+    let def = store.shared_def(table);
     for key in drop_keys {
         prepared.fields.remove(key);
     }
@@ -373,7 +373,7 @@ pub fn patch_upsert(
     opts: &WriteOptions,
     query: &QueryOptions,
 ) -> ApiResult<(ApiResponse, EntityRef)> {
-    let def = store.def(table).clone();
+    let def = store.shared_def(table);
     let existing = find_row(store, table, key)?;
     let key_pairs: Vec<(String, Value)> = match key {
         KeyPredicate::Named(pairs) if !(pairs.len() == 1 && pairs[0].0 == def.primary_id) => {
@@ -483,7 +483,7 @@ pub fn get_collection(
 
 /// `DELETE <set>(<key>)`.
 pub fn delete_one(store: &mut Store, table: usize, key: &KeyPredicate) -> ApiResult<ApiResponse> {
-    let def = store.def(table).clone();
+    let def = store.shared_def(table);
     let id = find_row(store, table, key)?.ok_or_else(|| match key {
         KeyPredicate::Id(id) => missing_id(&def, *id),
         KeyPredicate::Named(_) => missing_key(&def),

@@ -2,6 +2,7 @@
 //! undo log so that a changeset, a bulk message or a deep insert can be rolled back whole.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -20,7 +21,8 @@ pub struct Record {
 }
 
 pub struct TableState {
-    pub def: TableDef,
+    /// Shared, so that a write can hold the definition while it changes the rows.
+    pub def: Arc<TableDef>,
     rows: HashMap<Uuid, Record>,
     /// One unique index per alternate key (same order as `def.keys`): key value → row id.
     indexes: Vec<HashMap<String, Uuid>>,
@@ -180,7 +182,7 @@ impl Store {
             .into_iter()
             .map(|def| TableState {
                 indexes: vec![HashMap::new(); def.keys.len()],
-                def,
+                def: Arc::new(def),
                 rows: HashMap::new(),
             })
             .collect();
@@ -209,6 +211,11 @@ impl Store {
 
     pub fn def(&self, table: usize) -> &TableDef {
         &self.tables[table].def
+    }
+
+    /// The definition of `table`, to keep while the store is borrowed mutably (no deep copy).
+    pub fn shared_def(&self, table: usize) -> Arc<TableDef> {
+        self.tables[table].def.clone()
     }
 
     pub fn count_by_set(&self, entity_set: &str) -> usize {

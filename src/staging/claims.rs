@@ -1,7 +1,7 @@
 //! Claims for SQLite: expiry sweep, heartbeat and the view of other holders' claims. Times are
 //! this host's clock (one SQLite file is used from one host).
 
-use super::{now_utc, to_db_time, ForeignClaims, SqliteStaging, StagingError};
+use super::{now_utc, to_db_time, ForeignClaims, SqliteStaging, StagingError, StartedBatch};
 use sqlx::Row;
 
 impl SqliteStaging {
@@ -71,6 +71,62 @@ impl SqliteStaging {
         .await?)
     }
 
+    pub(super) async fn open_batch(
+        &self,
+        run_id: i64,
+        token: &str,
+        order_ids: &[i64],
+        operations: usize,
+        parent: Option<i64>,
+        ttl_secs: u64,
+    ) -> Result<StartedBatch, StagingError> {
+        let now = now_utc();
+        let expires = to_db_time(chrono::Utc::now() + chrono::Duration::seconds(ttl_secs as i64));
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO batches (run_id, parent_batch_id, status, orders, operations, created_at)
+             VALUES (?, ?, 'sending', ?, ?, ?) RETURNING id",
+        )
+        .bind(run_id)
+        .bind(parent)
+        .bind(order_ids.len() as i64)
+        .bind(operations as i64)
+        .bind(&now)
+        .fetch_one(&mut *tx)
+        .await?;
+        // One pass over the batch's orders: tag the run's in-flight ones with the batch (as
+        // `insert_batch` does) and extend the live claims held under the token (as `confirm`
+        // does). The ids are bound one by one (no JSON for SQLite to parse), as anonymous
+        // placeholders: sqlx looks every numbered one up by name, quadratic in their number.
+        let sql = format!(
+            "UPDATE staged_orders SET batch_id = CASE WHEN last_run_id = ? THEN ? ELSE batch_id END,
+                    claim_expires_at = CASE WHEN claim_token = ? AND claim_expires_at >= ? THEN ?
+                                            ELSE claim_expires_at END
+             WHERE id IN ({}) AND status = 'in_flight' AND (last_run_id = ? OR claim_token = ?)
+             RETURNING id, COALESCE(claim_token = ? AND claim_expires_at >= ?, 0)",
+            placeholders(order_ids.len())
+        );
+        let mut update = sqlx::query_as::<_, (i64, bool)>(&sql)
+            .bind(run_id)
+            .bind(id)
+            .bind(token)
+            .bind(&now)
+            .bind(&expires);
+        for order_id in order_ids {
+            update = update.bind(order_id);
+        }
+        let update = update.bind(run_id).bind(token).bind(token).bind(&now);
+        let rows = update.fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        let mut live: Vec<i64> = rows
+            .into_iter()
+            .filter(|(_, live)| *live)
+            .map(|(id, _)| id)
+            .collect();
+        live.sort_unstable();
+        Ok(StartedBatch { id, live })
+    }
+
     pub(super) async fn others_claims(&self, token: &str) -> Result<ForeignClaims, StagingError> {
         let r = sqlx::query(
             "SELECT COUNT(*) AS n, MIN(claim_expires_at) AS first FROM staged_orders
@@ -94,4 +150,16 @@ impl SqliteStaging {
             first_expiry_secs,
         })
     }
+}
+
+/// `?, ?, …`: `n` anonymous placeholders for a list bound value by value.
+pub(super) fn placeholders(n: usize) -> String {
+    let mut s = String::with_capacity(n * 3);
+    for i in 0..n {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push('?');
+    }
+    s
 }

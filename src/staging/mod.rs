@@ -87,6 +87,14 @@ pub struct ForeignClaims {
     pub first_expiry_secs: f64,
 }
 
+/// A batch row just created, and which of its orders are still this run's to send.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StartedBatch {
+    pub id: i64,
+    /// The orders still claimed under the token with a live claim, each claim extended.
+    pub live: Vec<i64>,
+}
+
 /// Reconciliation: the invariant every run checks and every report shows.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Reconciliation {
@@ -202,6 +210,19 @@ pub trait Staging: Send + Sync {
         operations: usize,
         parent: Option<i64>,
     ) -> Result<i64, StagingError>;
+    /// Just before sending: [`Staging::create_batch`] and [`Staging::confirm_claims`] in one
+    /// transaction. The batch row is created, the run's in-flight orders among `order_ids`
+    /// are tagged with it, and those still claimed under `token` with a live claim are
+    /// extended by `ttl_secs` and returned as `live`.
+    async fn start_batch(
+        &self,
+        run_id: i64,
+        token: &str,
+        order_ids: &[i64],
+        operations: usize,
+        parent: Option<i64>,
+        ttl_secs: u64,
+    ) -> Result<StartedBatch, StagingError>;
     async fn record_outcomes(
         &self,
         run_id: i64,

@@ -438,33 +438,47 @@ impl SqliteStaging {
         let only_json = only.map(|ids| serde_json::to_string(ids).unwrap_or_default());
         let expires = to_db_time(chrono::Utc::now() + chrono::Duration::seconds(lease_secs as i64));
         let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(
-            "UPDATE staged_orders SET status = 'in_flight', claim_token = ?, claim_expires_at = ?, last_run_id = ?,
-                    attempts = attempts + 1, updated_at = ?
-             WHERE id IN (SELECT id FROM staged_orders
-                          WHERE (status = 'pending'
-                                 OR (status = 'failed' AND retryable = 1 AND attempts < ? AND COALESCE(last_run_id, -1) != ?))
-                            AND (? IS NULL OR id IN (SELECT value FROM json_each(?)))
-                          ORDER BY id LIMIT ?)
-             RETURNING id, payload, attempts, retryable",
-        )
+        // Without a list: the first `limit` ids of each status in the status index (which
+        // keeps them in id order), merged. The same set as one `ORDER BY id LIMIT` over
+        // `pending OR failed`, which SQLite sorted in full (every pending order) each claim.
+        let claimable = if only_json.is_some() {
+            "SELECT id FROM staged_orders
+             WHERE (status = 'pending'
+                    OR (status = 'failed' AND retryable = 1 AND attempts < ?5 AND COALESCE(last_run_id, -1) != ?3))
+               AND id IN (SELECT value FROM json_each(?6))
+             ORDER BY id LIMIT ?7"
+        } else {
+            "SELECT id FROM (
+               SELECT id FROM (SELECT id FROM staged_orders WHERE status = 'pending' ORDER BY id LIMIT ?7)
+               UNION ALL
+               SELECT id FROM (SELECT id FROM staged_orders
+                               WHERE status = 'failed' AND retryable = 1 AND attempts < ?5
+                                 AND COALESCE(last_run_id, -1) != ?3 AND ?6 IS NULL
+                               ORDER BY id LIMIT ?7))
+             ORDER BY id LIMIT ?7"
+        };
+        let rows = sqlx::query(&format!(
+            "UPDATE staged_orders SET status = 'in_flight', claim_token = ?1, claim_expires_at = ?2, last_run_id = ?3,
+                    attempts = attempts + 1, updated_at = ?4
+             WHERE id IN ({claimable})
+             RETURNING id, payload, attempts, retryable"
+        ))
         .bind(token)
         .bind(&expires)
         .bind(run_id)
         .bind(&now)
         .bind(max_attempts as i64)
-        .bind(run_id)
-        .bind(&only_json)
         .bind(&only_json)
         .bind(limit as i64)
         .fetch_all(&mut *tx)
         .await?;
         let mut claimed = Vec::with_capacity(rows.len());
-        let mut events = Vec::with_capacity(rows.len());
+        // (id, from status, message) of each claim's ledger event.
+        let mut events: Vec<(i64, &str, String)> = Vec::with_capacity(rows.len());
         for r in rows {
             let id: i64 = r.get("id");
-            let payload: String = r.get("payload");
-            let order: Order = serde_json::from_str(&payload)
+            let payload: &str = r.get("payload");
+            let order: Order = serde_json::from_str(payload)
                 .map_err(|source| StagingError::Payload { id, source })?;
             // retryable = 1 means it came from `failed`; pending orders carry 0.
             let from = if r.get::<i64, _>("retryable") == 1 {
@@ -473,25 +487,36 @@ impl SqliteStaging {
                 "pending"
             };
             let attempts: i64 = r.get("attempts");
-            events.push(json!({"id": id, "from": from, "attempt": attempts}));
+            events.push((id, from, format!("claimed for attempt {attempts}")));
             claimed.push(ClaimedOrder {
                 id,
                 order,
                 attempts,
             });
         }
-        if !events.is_empty() {
-            sqlx::query(
-                "INSERT INTO ledger (order_id, run_id, at, from_status, to_status, message)
-                 SELECT json_extract(value, '$.id'), ?, ?, json_extract(value, '$.from'), 'in_flight',
-                        'claimed for attempt ' || json_extract(value, '$.attempt')
-                 FROM json_each(?)",
-            )
-            .bind(run_id)
-            .bind(&now)
-            .bind(serde_json::Value::Array(events).to_string())
-            .execute(&mut *tx)
-            .await?;
+        // Bound value by value, in parts well under SQLite's limit on bound values.
+        for part in events.chunks(2000) {
+            let mut sql = String::with_capacity(120 + part.len() * 32);
+            sql.push_str(
+                "INSERT INTO ledger (order_id, run_id, at, from_status, to_status, message) VALUES ",
+            );
+            for i in 0..part.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str("(?, ?, ?, ?, 'in_flight', ?)");
+            }
+            // Anonymous placeholders: sqlx looks every numbered one up by name (quadratic).
+            let mut insert = sqlx::query(&sql);
+            for (id, from, message) in part {
+                insert = insert
+                    .bind(*id)
+                    .bind(run_id)
+                    .bind(&now)
+                    .bind(*from)
+                    .bind(message.as_str());
+            }
+            insert.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(claimed)
@@ -598,78 +623,139 @@ impl SqliteStaging {
         outcomes: &[OrderOutcome],
     ) -> Result<RecordedOutcome, StagingError> {
         let now = now_utc();
-        let items: Vec<serde_json::Value> = outcomes
-            .iter()
-            .map(|o| match &o.result {
-                OrderResult::Succeeded { dynamics_ref } => json!({
-                    "id": o.order_id, "status": "succeeded", "retryable": 0, "http": null,
-                    "code": null, "message": null, "ref": dynamics_ref }),
+        let mut rec = RecordedOutcome::default();
+        if outcomes.is_empty() {
+            return self.finish_batch(batch_id, rec, &now).await;
+        }
+        // The outcomes are bound value by value as a small VALUES table (no JSON to parse);
+        // orders are looked up by primary key. Only orders still claimed under `token` with a
+        // live claim are updated; the ledger gets one event for each of them.
+        // Anonymous placeholders throughout: sqlx looks every numbered one up by name, which
+        // is quadratic in their number.
+        let mut sql = String::with_capacity(600 + outcomes.len() * 40);
+        sql.push_str("WITH j(id, status, retryable, http, code, message, ref) AS (VALUES ");
+        for i in 0..outcomes.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str("(?, ?, ?, ?, ?, ?, ?)");
+        }
+        sql.push_str(
+            ")
+             UPDATE staged_orders SET status = j.status, retryable = j.retryable, last_error_code = j.code,
+                    last_error_message = j.message, last_http_status = j.http,
+                    dynamics_ref = COALESCE(j.ref, staged_orders.dynamics_ref),
+                    batch_id = COALESCE(?, staged_orders.batch_id), claim_token = NULL, claim_expires_at = NULL,
+                    updated_at = ?
+             FROM j
+             WHERE staged_orders.id = j.id AND staged_orders.status = 'in_flight'
+               AND staged_orders.claim_token = ? AND staged_orders.claim_expires_at >= ?
+             RETURNING staged_orders.id",
+        );
+        let mut update = sqlx::query_scalar::<_, i64>(&sql);
+        for o in outcomes {
+            update = match &o.result {
+                OrderResult::Succeeded { dynamics_ref } => update
+                    .bind(o.order_id)
+                    .bind("succeeded")
+                    .bind(0i64)
+                    .bind(None::<i64>)
+                    .bind(None::<&str>)
+                    .bind(None::<&str>)
+                    .bind(dynamics_ref.as_str()),
                 OrderResult::Failed {
                     retryable,
                     http_status,
                     code,
                     message,
-                } => json!({
-                    "id": o.order_id, "status": "failed", "retryable": *retryable as i64,
-                    "http": http_status, "code": code, "message": message, "ref": null }),
-            })
-            .collect();
-        let items = serde_json::Value::Array(items).to_string();
-        // The outcomes as a small materialized table: the joins below then look orders up by
-        // primary key instead of parsing the JSON once per staged order.
-        const OUTCOMES: &str = "WITH j AS MATERIALIZED (
-               SELECT CAST(json_extract(value, '$.id') AS INTEGER) AS id,
-                      json_extract(value, '$.status') AS status, json_extract(value, '$.retryable') AS retryable,
-                      json_extract(value, '$.http') AS http, json_extract(value, '$.code') AS code,
-                      json_extract(value, '$.message') AS message, json_extract(value, '$.ref') AS ref
-               FROM json_each(?))";
+                } => update
+                    .bind(o.order_id)
+                    .bind("failed")
+                    .bind(*retryable as i64)
+                    .bind(http_status.map(i64::from))
+                    .bind(code.as_str())
+                    .bind(message.as_str())
+                    .bind(None::<&str>),
+            };
+        }
+        let update = update.bind(batch_id).bind(&now).bind(token).bind(&now);
         let mut tx = self.pool.begin().await?;
-        sqlx::query(&format!(
-            "{OUTCOMES}
-             INSERT INTO ledger (order_id, batch_id, run_id, at, from_status, to_status, http_status, error_code, message)
-             SELECT o.id, ?, ?, ?, 'in_flight', j.status, j.http, j.code,
-                    COALESCE(j.message, 'stored in Dynamics as ' || j.ref)
-             FROM j CROSS JOIN staged_orders AS o ON o.id = j.id
-             WHERE o.status = 'in_flight' AND o.claim_token = ? AND o.claim_expires_at >= ?"
-        ))
-        .bind(&items)
-        .bind(batch_id)
-        .bind(run_id)
-        .bind(&now)
-        .bind(token)
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?;
-        let updated = sqlx::query(&format!(
-            "{OUTCOMES}
-             UPDATE staged_orders SET
-                    status = (SELECT status FROM j WHERE j.id = staged_orders.id),
-                    retryable = (SELECT retryable FROM j WHERE j.id = staged_orders.id),
-                    last_error_code = (SELECT code FROM j WHERE j.id = staged_orders.id),
-                    last_error_message = (SELECT message FROM j WHERE j.id = staged_orders.id),
-                    last_http_status = (SELECT http FROM j WHERE j.id = staged_orders.id),
-                    dynamics_ref = COALESCE((SELECT ref FROM j WHERE j.id = staged_orders.id), dynamics_ref),
-                    batch_id = COALESCE(?, batch_id), claim_token = NULL, claim_expires_at = NULL, updated_at = ?
-             WHERE id IN (SELECT id FROM j) AND status = 'in_flight' AND claim_token = ?
-               AND claim_expires_at >= ?
-             RETURNING status"
-        ))
-        .bind(&items)
-        .bind(batch_id)
-        .bind(&now)
-        .bind(token)
-        .bind(&now)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut rec = RecordedOutcome::default();
-        for r in &updated {
-            if r.get::<String, _>(0) == "succeeded" {
-                rec.succeeded += 1;
-            } else {
-                rec.failed += 1;
+        let updated: std::collections::HashSet<i64> =
+            update.fetch_all(&mut *tx).await?.into_iter().collect();
+        // One ledger event per recorded outcome, in the outcomes' order.
+        let recorded: Vec<&OrderOutcome> = outcomes
+            .iter()
+            .filter(|o| updated.contains(&o.order_id))
+            .collect();
+        if !recorded.is_empty() {
+            let mut sql = String::with_capacity(200 + recorded.len() * 40);
+            sql.push_str(
+                "INSERT INTO ledger (order_id, batch_id, run_id, at, from_status, to_status, http_status, error_code, message) VALUES ",
+            );
+            for i in 0..recorded.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str("(?, ?, ?, ?, 'in_flight', ?, ?, ?, ?)");
+            }
+            let mut insert = sqlx::query(&sql);
+            for o in &recorded {
+                let row = insert
+                    .bind(o.order_id)
+                    .bind(batch_id)
+                    .bind(run_id)
+                    .bind(&now);
+                insert = match &o.result {
+                    OrderResult::Succeeded { dynamics_ref } => row
+                        .bind("succeeded")
+                        .bind(None::<i64>)
+                        .bind(None::<&str>)
+                        .bind(format!("stored in Dynamics as {dynamics_ref}")),
+                    OrderResult::Failed {
+                        http_status,
+                        code,
+                        message,
+                        ..
+                    } => row
+                        .bind("failed")
+                        .bind(http_status.map(i64::from))
+                        .bind(code.as_str())
+                        .bind(message.as_str()),
+                };
+            }
+            insert.execute(&mut *tx).await?;
+        }
+        for o in &recorded {
+            match o.result {
+                OrderResult::Succeeded { .. } => rec.succeeded += 1,
+                OrderResult::Failed { .. } => rec.failed += 1,
             }
         }
-        rec.stale = outcomes.len() as u64 - updated.len() as u64;
+        rec.stale = outcomes.len() as u64 - recorded.len() as u64;
+        Self::update_batch_counts(&mut tx, batch_id, rec, &now).await?;
+        tx.commit().await?;
+        Ok(rec)
+    }
+
+    /// A batch with no outcome to record: only its row is finished.
+    async fn finish_batch(
+        &self,
+        batch_id: Option<i64>,
+        rec: RecordedOutcome,
+        now: &str,
+    ) -> Result<RecordedOutcome, StagingError> {
+        let mut tx = self.pool.begin().await?;
+        Self::update_batch_counts(&mut tx, batch_id, rec, now).await?;
+        tx.commit().await?;
+        Ok(rec)
+    }
+
+    async fn update_batch_counts(
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        batch_id: Option<i64>,
+        rec: RecordedOutcome,
+        now: &str,
+    ) -> Result<(), StagingError> {
         if let Some(b) = batch_id {
             sqlx::query(
                 "UPDATE batches SET succeeded = succeeded + ?, failed = failed + ?, finished_at = ?,
@@ -679,15 +765,14 @@ impl SqliteStaging {
             )
             .bind(rec.succeeded as i64)
             .bind(rec.failed as i64)
-            .bind(&now)
+            .bind(now)
             .bind(rec.failed as i64)
             .bind(rec.succeeded as i64)
             .bind(b)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         }
-        tx.commit().await?;
-        Ok(rec)
+        Ok(())
     }
 
     pub(super) async fn unclaim(

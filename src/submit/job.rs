@@ -289,14 +289,33 @@ async fn spawn_batch(
     batch: BatchPlan,
     options: &SubmitOptions,
 ) -> Result<(), StagingError> {
-    let order_ids: Vec<i64> = batch.orders.iter().map(|o| o.order_id).collect();
-    let batch_id = staging
-        .create_batch(run_id, &order_ids, batch.operations, options.parent_batch)
+    let mut order_ids: Vec<i64> = batch.orders.iter().map(|o| o.order_id).collect();
+    // Just before sending: create the batch row and check that these orders are still ours
+    // (one transaction). A worker that stalled past its claims (they were swept and may be
+    // someone else's now) sends only what it holds.
+    let started = staging
+        .start_batch(
+            run_id,
+            token,
+            &order_ids,
+            batch.operations,
+            options.parent_batch,
+            options.lease_secs,
+        )
         .await?;
+    let batch_id = started.id;
+    let mut orders: Vec<PlannedOrder> = batch.orders;
+    if started.live.len() < order_ids.len() {
+        warn!(
+            batch_id,
+            lost = order_ids.len() - started.live.len(),
+            "claims expired before sending; those orders are left to whoever holds them now"
+        );
+        let live = |id: &i64| started.live.binary_search(id).is_ok();
+        orders.retain(|o| live(&o.order_id));
+        order_ids.retain(live);
+    }
     let target = target.clone();
-    let staging = staging.clone();
-    let token = token.to_string();
-    let lease_secs = options.lease_secs;
     let span = info_span!(
         "batch",
         batch_id,
@@ -305,25 +324,6 @@ async fn spawn_batch(
     );
     tasks.spawn(
         async move {
-            let mut orders: Vec<PlannedOrder> = batch.orders;
-            let mut order_ids = order_ids;
-            // Just before sending: are these orders still ours? A worker that stalled past its
-            // claims (they were swept and may be someone else's now) sends only what it holds.
-            match staging
-                .confirm_claims(&token, &order_ids, lease_secs)
-                .await
-            {
-                Ok(live) if live.len() < order_ids.len() => {
-                    warn!(
-                        lost = order_ids.len() - live.len(),
-                        "claims expired before sending; those orders are left to whoever holds them now"
-                    );
-                    orders.retain(|o| live.contains(&o.order_id));
-                    order_ids.retain(|id| live.contains(id));
-                }
-                Ok(_) => {}
-                Err(e) => warn!(error = %e, "could not confirm the claims before sending; sending (upsert by key is safe)"),
-            }
             let outcome = if orders.is_empty() {
                 Ok(Vec::new())
             } else {

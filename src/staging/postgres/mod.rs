@@ -167,6 +167,18 @@ impl Staging for PgStaging {
         self.insert_batch(run_id, order_ids, operations, parent)
             .await
     }
+    async fn start_batch(
+        &self,
+        run_id: i64,
+        token: &str,
+        order_ids: &[i64],
+        operations: usize,
+        parent: Option<i64>,
+        ttl_secs: u64,
+    ) -> Result<StartedBatch, StagingError> {
+        self.open_batch(run_id, token, order_ids, operations, parent, ttl_secs)
+            .await
+    }
     async fn record_outcomes(
         &self,
         run_id: i64,

@@ -6,7 +6,9 @@ use super::PgStaging;
 use crate::channels::RejectedRow;
 use crate::model::Order;
 use crate::staging::prepare::{merge_into, PreparedChunk, PreparedOrder};
-use crate::staging::{ChunkCounts, ClaimedOrder, ForeignClaims, RecordedOutcome, StagingError};
+use crate::staging::{
+    ChunkCounts, ClaimedOrder, ForeignClaims, RecordedOutcome, StagingError, StartedBatch,
+};
 use crate::submit::target::{OrderOutcome, OrderResult, PlanError};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
@@ -481,6 +483,52 @@ impl PgStaging {
         .await?;
         tx.commit().await?;
         Ok(id)
+    }
+
+    pub(super) async fn open_batch(
+        &self,
+        run_id: i64,
+        token: &str,
+        order_ids: &[i64],
+        operations: usize,
+        parent: Option<i64>,
+        ttl_secs: u64,
+    ) -> Result<StartedBatch, StagingError> {
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO batches (run_id, parent_batch_id, status, orders, operations, created_at)
+             VALUES ($1, $2, 'sending', $3, $4, now()) RETURNING id",
+        )
+        .bind(run_id)
+        .bind(parent)
+        .bind(order_ids.len() as i64)
+        .bind(operations as i64)
+        .fetch_one(&mut *tx)
+        .await?;
+        // Tag the run's in-flight orders with the batch (as `insert_batch` does) and extend
+        // the live claims held under the token (as `confirm` does), in one pass.
+        let rows: Vec<(i64, bool)> = sqlx::query_as(
+            "UPDATE staged_orders SET batch_id = CASE WHEN last_run_id = $3 THEN $1 ELSE batch_id END,
+                    claim_expires_at = CASE WHEN claim_token = $4 AND claim_expires_at > now()
+                                            THEN now() + make_interval(secs => $5) ELSE claim_expires_at END
+             WHERE id = ANY($2) AND status = 'in_flight' AND (last_run_id = $3 OR claim_token = $4)
+             RETURNING id, COALESCE(claim_token = $4 AND claim_expires_at > now(), false)",
+        )
+        .bind(id)
+        .bind(order_ids)
+        .bind(run_id)
+        .bind(token)
+        .bind(ttl_secs as f64)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut live: Vec<i64> = rows
+            .into_iter()
+            .filter(|(_, live)| *live)
+            .map(|(id, _)| id)
+            .collect();
+        live.sort_unstable();
+        Ok(StartedBatch { id, live })
     }
 
     /// Record outcomes, only for orders still claimed under `token` with the claim live
