@@ -237,17 +237,20 @@ async fn two_ingests_of_one_file_at_once_stage_it_once(backend: Backend) {
         ws.cmd()
             .args(["ingest", "--channel", "shop", file.to_str().unwrap()])
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap()
     };
-    let (mut a, mut b) = (spawn(), spawn());
-    let mut codes = vec![
-        a.wait().unwrap().code().unwrap(),
-        b.wait().unwrap().code().unwrap(),
-    ];
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let mut codes = vec![a.status.code().unwrap(), b.status.code().unwrap()];
     codes.sort();
-    assert!(codes == [0, 0] || codes == [0, 4], "{codes:?}");
+    assert!(
+        codes == [0, 0] || codes == [0, 4],
+        "{codes:?}\nfirst:\n{}\nsecond:\n{}",
+        stderr(&a),
+        stderr(&b)
+    );
     assert_eq!(ws.query_i64("SELECT COUNT(*) FROM source_files"), 1);
     assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders"), 50);
     assert_eq!(
