@@ -83,16 +83,14 @@ impl SqliteStaging {
         let now = now_utc();
         let expires = to_db_time(chrono::Utc::now() + chrono::Duration::seconds(ttl_secs as i64));
         let mut tx = self.pool.begin().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO batches (run_id, parent_batch_id, status, orders, operations, created_at)
-             VALUES (?, ?, 'sending', ?, ?, ?) RETURNING id",
+        let id = super::orders::insert_batch_row(
+            &mut tx,
+            run_id,
+            parent,
+            order_ids.len(),
+            operations,
+            &now,
         )
-        .bind(run_id)
-        .bind(parent)
-        .bind(order_ids.len() as i64)
-        .bind(operations as i64)
-        .bind(&now)
-        .fetch_one(&mut *tx)
         .await?;
         // One pass over the batch's orders: tag the run's in-flight ones with the batch (as
         // `insert_batch` does) and extend the live claims held under the token (as `confirm`

@@ -109,6 +109,28 @@ fn insert_orders_sql(n: usize) -> String {
 
 const CHUNK_IN: usize = 500;
 
+/// A new `sending` batch row of `orders` orders; its id.
+pub(super) async fn insert_batch_row(
+    conn: &mut sqlx::SqliteConnection,
+    run_id: i64,
+    parent: Option<i64>,
+    orders: usize,
+    operations: usize,
+    now: &str,
+) -> Result<i64, StagingError> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO batches (run_id, parent_batch_id, status, orders, operations, created_at)
+         VALUES (?, ?, 'sending', ?, ?, ?) RETURNING id",
+    )
+    .bind(run_id)
+    .bind(parent)
+    .bind(orders as i64)
+    .bind(operations as i64)
+    .bind(now)
+    .fetch_one(conn)
+    .await?)
+}
+
 impl SqliteStaging {
     pub(super) async fn select_file(
         &self,
@@ -591,16 +613,14 @@ impl SqliteStaging {
         parent: Option<i64>,
     ) -> Result<i64, StagingError> {
         let mut tx = self.pool.begin().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO batches (run_id, parent_batch_id, status, orders, operations, created_at)
-             VALUES (?, ?, 'sending', ?, ?, ?) RETURNING id",
+        let id = insert_batch_row(
+            &mut tx,
+            run_id,
+            parent,
+            order_ids.len(),
+            operations,
+            &now_utc(),
         )
-        .bind(run_id)
-        .bind(parent)
-        .bind(order_ids.len() as i64)
-        .bind(operations as i64)
-        .bind(now_utc())
-        .fetch_one(&mut *tx)
         .await?;
         sqlx::query(
             "UPDATE staged_orders SET batch_id = ?

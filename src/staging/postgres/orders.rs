@@ -20,6 +20,26 @@ use std::collections::HashMap;
 /// attempts in seconds, one after another, while Dynamics has trouble.
 const RETRY_COOLDOWN_SECS: f64 = 900.0;
 
+/// A new `sending` batch row of `orders` orders; its id.
+async fn insert_batch_row(
+    conn: &mut sqlx::PgConnection,
+    run_id: i64,
+    parent: Option<i64>,
+    orders: usize,
+    operations: usize,
+) -> Result<i64, StagingError> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO batches (run_id, parent_batch_id, status, orders, operations, created_at)
+         VALUES ($1, $2, 'sending', $3, $4, now()) RETURNING id",
+    )
+    .bind(run_id)
+    .bind(parent)
+    .bind(orders as i64)
+    .bind(operations as i64)
+    .fetch_one(conn)
+    .await?)
+}
+
 fn claimed(rows: Vec<PgRow>) -> Result<Vec<ClaimedOrder>, StagingError> {
     rows.into_iter()
         .map(|r| {
@@ -461,16 +481,7 @@ impl PgStaging {
         parent: Option<i64>,
     ) -> Result<i64, StagingError> {
         let mut tx = self.pool.begin().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO batches (run_id, parent_batch_id, status, orders, operations, created_at)
-             VALUES ($1, $2, 'sending', $3, $4, now()) RETURNING id",
-        )
-        .bind(run_id)
-        .bind(parent)
-        .bind(order_ids.len() as i64)
-        .bind(operations as i64)
-        .fetch_one(&mut *tx)
-        .await?;
+        let id = insert_batch_row(&mut tx, run_id, parent, order_ids.len(), operations).await?;
         // Only orders this run still holds in flight (a swept claim is someone else's now).
         sqlx::query(
             "UPDATE staged_orders SET batch_id = $1
@@ -495,16 +506,7 @@ impl PgStaging {
         ttl_secs: u64,
     ) -> Result<StartedBatch, StagingError> {
         let mut tx = self.pool.begin().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO batches (run_id, parent_batch_id, status, orders, operations, created_at)
-             VALUES ($1, $2, 'sending', $3, $4, now()) RETURNING id",
-        )
-        .bind(run_id)
-        .bind(parent)
-        .bind(order_ids.len() as i64)
-        .bind(operations as i64)
-        .fetch_one(&mut *tx)
-        .await?;
+        let id = insert_batch_row(&mut tx, run_id, parent, order_ids.len(), operations).await?;
         // Tag the run's in-flight orders with the batch (as `insert_batch` does) and extend
         // the live claims held under the token (as `confirm` does), in one pass.
         let rows: Vec<(i64, bool)> = sqlx::query_as(
