@@ -514,9 +514,10 @@ async fn postgres_new_content_for_an_order_in_flight_withdraws_the_claim() {
         .unwrap();
     assert_eq!((rec.succeeded, rec.stale), (2, 1));
     assert_eq!(
-        st.confirm_claims("token-a", &[claimed[0].id], 60)
+        st.start_batch(run, "token-a", &[claimed[0].id], 1, None, 60)
             .await
             .unwrap()
+            .live
             .len(),
         0,
         "no claim left to confirm"

@@ -191,7 +191,11 @@ fn fixture() -> Fixture {
             .unwrap();
         assert_eq!(claimed.len(), 6);
         let ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
-        let b1 = st.create_batch(run2, &ids[..3], 7, None).await.unwrap();
+        let b1 = st
+            .start_batch(run2, "tok", &ids[..3], 7, None, 300)
+            .await
+            .unwrap()
+            .id;
         st.record_outcomes(
             run2,
             Some(b1),
@@ -210,7 +214,11 @@ fn fixture() -> Fixture {
         )
         .await
         .unwrap();
-        let b2 = st.create_batch(run2, &ids[3..], 8, None).await.unwrap();
+        let b2 = st
+            .start_batch(run2, "tok", &ids[3..], 8, None, 300)
+            .await
+            .unwrap()
+            .id;
         st.record_outcomes(
             run2,
             Some(b2),

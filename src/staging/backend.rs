@@ -93,16 +93,6 @@ impl Staging for SqliteStaging {
     ) -> Result<u64, StagingError> {
         self.requeue(run_id, order_ids, reason).await
     }
-    async fn create_batch(
-        &self,
-        run_id: i64,
-        order_ids: &[i64],
-        operations: usize,
-        parent: Option<i64>,
-    ) -> Result<i64, StagingError> {
-        self.insert_batch(run_id, order_ids, operations, parent)
-            .await
-    }
     async fn start_batch(
         &self,
         run_id: i64,
@@ -150,14 +140,6 @@ impl Staging for SqliteStaging {
     }
     async fn heartbeat_claims(&self, token: &str, ttl_secs: u64) -> Result<u64, StagingError> {
         self.extend_claims(token, ttl_secs).await
-    }
-    async fn confirm_claims(
-        &self,
-        token: &str,
-        order_ids: &[i64],
-        ttl_secs: u64,
-    ) -> Result<Vec<i64>, StagingError> {
-        self.confirm(token, order_ids, ttl_secs).await
     }
     async fn foreign_claims(&self, token: &str) -> Result<ForeignClaims, StagingError> {
         self.others_claims(token).await

@@ -50,27 +50,6 @@ impl SqliteStaging {
         Ok(r.rows_affected())
     }
 
-    pub(super) async fn confirm(
-        &self,
-        token: &str,
-        order_ids: &[i64],
-        ttl_secs: u64,
-    ) -> Result<Vec<i64>, StagingError> {
-        let expires = to_db_time(chrono::Utc::now() + chrono::Duration::seconds(ttl_secs as i64));
-        Ok(sqlx::query_scalar(
-            "UPDATE staged_orders SET claim_expires_at = ?
-             WHERE id IN (SELECT value FROM json_each(?)) AND status = 'in_flight' AND claim_token = ?
-               AND claim_expires_at >= ?
-             RETURNING id",
-        )
-        .bind(&expires)
-        .bind(serde_json::to_string(order_ids).unwrap_or_default())
-        .bind(token)
-        .bind(now_utc())
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
     pub(super) async fn open_batch(
         &self,
         run_id: i64,
@@ -92,9 +71,8 @@ impl SqliteStaging {
             &now,
         )
         .await?;
-        // One pass over the batch's orders: tag the run's in-flight ones with the batch (as
-        // `insert_batch` does) and extend the live claims held under the token (as `confirm`
-        // does). The ids are bound one by one (no JSON for SQLite to parse), as anonymous
+        // One pass over the batch's orders: tag the run's in-flight ones with the batch (a swept
+        // claim is someone else's now) and extend the live claims held under the token. The ids are bound one by one (no JSON for SQLite to parse), as anonymous
         // placeholders: sqlx looks every numbered one up by name, quadratic in their number.
         let sql = format!(
             "UPDATE staged_orders SET batch_id = CASE WHEN last_run_id = ? THEN ? ELSE batch_id END,

@@ -18,7 +18,7 @@ mod time;
 pub use lease::{LeaseError, LeaseInfo};
 pub use orders::{ChunkCounts, ClaimedOrder, FileRecord, FileStart, FileTotals, RecordedOutcome};
 pub use postgres::PgStaging;
-pub use prepare::{PreparedChunk, PreparedOrder};
+pub use prepare::PreparedChunk;
 pub use rerun::{RerunCandidate, RerunFilter};
 pub use runs::redact_url;
 pub use runs::{host_name, os_user, RunInfo, RunStart};
@@ -203,15 +203,7 @@ pub trait Staging: Send + Sync {
         order_ids: &[i64],
         reason: &str,
     ) -> Result<u64, StagingError>;
-    async fn create_batch(
-        &self,
-        run_id: i64,
-        order_ids: &[i64],
-        operations: usize,
-        parent: Option<i64>,
-    ) -> Result<i64, StagingError>;
-    /// Just before sending: [`Staging::create_batch`] and [`Staging::confirm_claims`] in one
-    /// transaction. The batch row is created, the run's in-flight orders among `order_ids`
+    /// Just before sending, in one transaction: the batch row is created, the run's in-flight orders among `order_ids`
     /// are tagged with it, and those still claimed under `token` with a live claim are
     /// extended by `ttl_secs` and returned as `live`.
     async fn start_batch(
@@ -252,15 +244,6 @@ pub trait Staging: Send + Sync {
     async fn sweep_expired_claims(&self, run_id: i64) -> Result<u64, StagingError>;
     /// Extend the expiry of every live claim held under `token`; returns how many.
     async fn heartbeat_claims(&self, token: &str, ttl_secs: u64) -> Result<u64, StagingError>;
-    /// Of `order_ids`, those still claimed under `token` with a live claim, each extended by
-    /// `ttl_secs`: checked just before a batch is sent, so a worker that stalled past its
-    /// claims does not send orders that are someone else's now.
-    async fn confirm_claims(
-        &self,
-        token: &str,
-        order_ids: &[i64],
-        ttl_secs: u64,
-    ) -> Result<Vec<i64>, StagingError>;
     /// Live claims held by other tokens.
     async fn foreign_claims(&self, token: &str) -> Result<ForeignClaims, StagingError>;
     /// The shared Dataverse throttling budget of one application user.

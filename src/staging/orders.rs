@@ -1,7 +1,8 @@
 //! Staged orders: writing chunks from ingest, claiming for submit, recording outcomes.
 //!
-//! Bulk writes bind one JSON array per chunk and expand it with `json_each`, so a chunk is a
-//! handful of statements whatever its size (a statement per row is ~30× slower).
+//! Bulk writes are multi-row statements (values bound one by one for orders and outcomes, a
+//! JSON list expanded with `json_each` for rejected rows), never a statement per row (~30×
+//! slower): a chunk or a batch is a handful of statements whatever its size.
 
 use super::prepare::{merge_into, PreparedChunk, PreparedOrder};
 use super::{now_utc, to_db_time, SqliteStaging, StagingError};
@@ -603,36 +604,6 @@ impl SqliteStaging {
         .await?;
         tx.commit().await?;
         Ok(r.rows_affected())
-    }
-
-    pub(super) async fn insert_batch(
-        &self,
-        run_id: i64,
-        order_ids: &[i64],
-        operations: usize,
-        parent: Option<i64>,
-    ) -> Result<i64, StagingError> {
-        let mut tx = self.pool.begin().await?;
-        let id = insert_batch_row(
-            &mut tx,
-            run_id,
-            parent,
-            order_ids.len(),
-            operations,
-            &now_utc(),
-        )
-        .await?;
-        sqlx::query(
-            "UPDATE staged_orders SET batch_id = ?
-             WHERE id IN (SELECT value FROM json_each(?)) AND status = 'in_flight' AND last_run_id = ?",
-        )
-        .bind(id)
-        .bind(serde_json::to_string(order_ids).unwrap_or_default())
-        .bind(run_id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(id)
     }
 
     pub(super) async fn write_outcomes(

@@ -352,24 +352,6 @@ impl PgStaging {
         Ok(r.rows_affected())
     }
 
-    pub(super) async fn confirm(
-        &self,
-        token: &str,
-        order_ids: &[i64],
-        ttl_secs: u64,
-    ) -> Result<Vec<i64>, StagingError> {
-        Ok(sqlx::query_scalar(
-            "UPDATE staged_orders SET claim_expires_at = now() + make_interval(secs => $3)
-             WHERE id = ANY($1) AND status = 'in_flight' AND claim_token = $2 AND claim_expires_at > now()
-             RETURNING id",
-        )
-        .bind(order_ids)
-        .bind(token)
-        .bind(ttl_secs as f64)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
     pub(super) async fn others_claims(&self, token: &str) -> Result<ForeignClaims, StagingError> {
         let r = sqlx::query(
             "SELECT COUNT(*) AS n,
@@ -473,29 +455,6 @@ impl PgStaging {
         Ok(r.rows_affected())
     }
 
-    pub(super) async fn insert_batch(
-        &self,
-        run_id: i64,
-        order_ids: &[i64],
-        operations: usize,
-        parent: Option<i64>,
-    ) -> Result<i64, StagingError> {
-        let mut tx = self.pool.begin().await?;
-        let id = insert_batch_row(&mut tx, run_id, parent, order_ids.len(), operations).await?;
-        // Only orders this run still holds in flight (a swept claim is someone else's now).
-        sqlx::query(
-            "UPDATE staged_orders SET batch_id = $1
-             WHERE id = ANY($2) AND status = 'in_flight' AND last_run_id = $3",
-        )
-        .bind(id)
-        .bind(order_ids)
-        .bind(run_id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(id)
-    }
-
     pub(super) async fn open_batch(
         &self,
         run_id: i64,
@@ -507,8 +466,8 @@ impl PgStaging {
     ) -> Result<StartedBatch, StagingError> {
         let mut tx = self.pool.begin().await?;
         let id = insert_batch_row(&mut tx, run_id, parent, order_ids.len(), operations).await?;
-        // Tag the run's in-flight orders with the batch (as `insert_batch` does) and extend
-        // the live claims held under the token (as `confirm` does), in one pass.
+        // Tag the run's in-flight orders with the batch (a swept claim is someone else's now)
+        // and extend the live claims held under the token, in one pass.
         let rows: Vec<(i64, bool)> = sqlx::query_as(
             "UPDATE staged_orders SET batch_id = CASE WHEN last_run_id = $3 THEN $1 ELSE batch_id END,
                     claim_expires_at = CASE WHEN claim_token = $4 AND claim_expires_at > now()
