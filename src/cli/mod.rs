@@ -123,9 +123,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
 
 /// Write to stdout; a closed pipe (`orderload report | head`) is not an error.
 pub fn print_stdout(text: &str) -> anyhow::Result<()> {
+    write_stdout(|out| out.write_all(text.as_bytes()))
+}
+
+/// Stream to stdout through a buffer; a closed pipe is not an error.
+pub fn write_stdout(
+    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
     use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+    let mut out = std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout().lock());
+    match write(&mut out).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(e.into()),

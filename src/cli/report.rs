@@ -6,7 +6,6 @@ use crate::exit_codes;
 use crate::report::{self, queries, Format, Report, Scope};
 use crate::staging::Staging;
 use anyhow::bail;
-use std::io::Write;
 
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
@@ -83,13 +82,7 @@ pub async fn run(ctx: &Context, args: ReportArgs) -> anyhow::Result<u8> {
     let report = build(staging.as_ref(), &args).await;
     staging.close().await;
     let report = report?;
-    let stdout = std::io::stdout().lock();
-    let mut out = std::io::BufWriter::with_capacity(256 * 1024, stdout);
-    match report::write(&report, args.format, &mut out).and_then(|()| out.flush()) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        Err(e) => return Err(e.into()),
-    }
+    super::write_stdout(|out| report::write(&report, args.format, out))?;
     Ok(exit_codes::OK)
 }
 
