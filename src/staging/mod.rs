@@ -5,6 +5,7 @@
 //! several hosts) implement it side by side, each with its own migrations folder.
 
 mod backend;
+mod checkpoint;
 mod claims;
 mod lease;
 mod orders;

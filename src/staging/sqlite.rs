@@ -1,6 +1,6 @@
 //! The SQLite backend: opening the file, pragmas, migrations.
 
-use super::StagingError;
+use super::{checkpoint, StagingError};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 use std::str::FromStr;
@@ -13,6 +13,8 @@ const PAGE_SIZE: u32 = 8192;
 #[derive(Clone)]
 pub struct SqliteStaging {
     pub(crate) pool: SqlitePool,
+    /// The background checkpoint task, stopped with the last clone.
+    _checkpointer: std::sync::Arc<checkpoint::Checkpointer>,
 }
 
 impl SqliteStaging {
@@ -42,7 +44,13 @@ impl SqliteStaging {
             .synchronous(SqliteSynchronous::Normal)
             .page_size(PAGE_SIZE)
             .busy_timeout(Duration::from_secs(30))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Checkpoints run beside the writer instead of inside its commits (checkpoint.rs).
+            .pragma("wal_autocheckpoint", "0")
+            .pragma(
+                "journal_size_limit",
+                checkpoint::LOG_LIMIT_BYTES.to_string(),
+            );
         // Switching a brand-new file to WAL takes a lock the busy timeout does not wait for;
         // two processes opening a new database at once can see SQLITE_BUSY here: retry.
         let mut attempt: u64 = 0;
@@ -80,7 +88,11 @@ impl SqliteStaging {
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(Self { pool })
+        let checkpointer = std::sync::Arc::new(checkpoint::start(pool.clone()));
+        Ok(Self {
+            pool,
+            _checkpointer: checkpointer,
+        })
     }
 
     pub fn pool(&self) -> &SqlitePool {
