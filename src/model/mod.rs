@@ -4,6 +4,7 @@
 //! phones are text; times are UTC with the original string kept beside them.
 
 mod currency;
+pub mod json;
 
 pub use currency::{CurrencyCode, CurrencyError};
 

@@ -2,7 +2,7 @@
 //! merged, each order serialized once and hashed. The ingest pipeline does this on a thread of
 //! its own, so the one thread that writes to the database only writes.
 
-use crate::model::Order;
+use crate::model::{json, Order};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
@@ -71,29 +71,25 @@ struct Serialized {
     payload: String,
 }
 
-/// Serialize `order` without its source into `buf`, hash that, and build the payload by
-/// splicing the real source in place of the empty one: one serialization instead of two, and
-/// no clone of the order. Falls back to a second serialization if the layout ever changes.
+/// Serialize `order` without its source into `buf` (`model::json`: serde_json's bytes, written
+/// directly), hash that, and build the payload by splicing the real source in place of the
+/// empty one: one serialization instead of two, and no clone of the order. Falls back to
+/// serde_json if the layout ever changes.
 fn serialize_order(order: &mut Order, buf: &mut Vec<u8>) -> Serialized {
     let source = std::mem::take(&mut order.source);
     buf.clear();
-    let written = serde_json::to_writer(&mut *buf, &*order);
+    json::write_order(order, buf);
     order.source = source;
-    if written.is_err() {
-        buf.clear();
-    }
     let hash = content_hash_of(&buf[..]);
     let payload = match buf.strip_suffix(NO_SOURCE_SUFFIX) {
         Some(head) => {
             let mut p = Vec::with_capacity(buf.len() + 64);
             p.extend_from_slice(head);
             p.extend_from_slice(b",\"source\":");
-            let spliced = serde_json::to_writer(&mut p, &order.source).is_ok();
+            json::write_provenance(&order.source, &mut p);
             p.push(b'}');
-            match String::from_utf8(p) {
-                Ok(p) if spliced => p,
-                _ => serde_json::to_string(order).unwrap_or_default(),
-            }
+            String::from_utf8(p)
+                .unwrap_or_else(|_| serde_json::to_string(order).unwrap_or_default())
         }
         None => serde_json::to_string(order).unwrap_or_default(),
     };
