@@ -91,8 +91,9 @@ pub struct RecordedOutcome {
 /// New orders per multi-row INSERT: 13 bound values each, well under SQLite's 32,766.
 const INSERT_ROWS: usize = 250;
 
-/// `INSERT INTO staged_orders … VALUES (…), …` for `n` rows. Values are bound
-/// directly (no JSON for SQLite to parse: the payload is most of the bytes).
+/// `INSERT INTO staged_orders … VALUES (…), … ON CONFLICT (channel, external_id) DO NOTHING`
+/// for `n` rows. Values are bound directly (no JSON for SQLite to parse: the payload is most
+/// of the bytes).
 fn insert_orders_sql(n: usize) -> String {
     let mut sql = String::with_capacity(300 + n * 64);
     sql.push_str(
@@ -105,6 +106,7 @@ fn insert_orders_sql(n: usize) -> String {
         }
         sql.push_str("(?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     }
+    sql.push_str(" ON CONFLICT (channel, external_id) DO NOTHING");
     sql
 }
 
@@ -250,7 +252,100 @@ impl SqliteStaging {
             .await?;
         }
 
-        // Which of these orders exist already?
+        // New rows get ids above the largest one so far (SQLite's rowid rule; this
+        // transaction holds the write lock, so nobody else inserts meanwhile). The ledger
+        // takes them from the table: no `RETURNING id`, which sqlx hands over one row at a
+        // time (~10 µs each, more than the insert itself).
+        let max_before: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM staged_orders")
+            .fetch_one(&mut *tx)
+            .await?;
+
+        // Insert them all; a key that is already staged is left alone here (only that
+        // conflict: any other constraint still fails the chunk) and compared below. A file of
+        // new orders — the usual case — then costs one index probe per order, not two.
+        let mut inserted = 0u64;
+        for part in merged.chunks(INSERT_ROWS) {
+            let sql = insert_orders_sql(part.len());
+            let mut insert = sqlx::query(&sql);
+            for p in part {
+                insert = insert
+                    .bind(p.channel.as_str())
+                    .bind(p.external_id.as_str())
+                    .bind(p.hash.as_str())
+                    .bind(p.payload.as_str())
+                    .bind(p.currency.as_str())
+                    .bind(p.total.as_deref())
+                    .bind(p.line_count)
+                    .bind(p.row_count)
+                    .bind(file_id)
+                    .bind(p.source_rows.as_str())
+                    .bind(to_db_time(p.created_at))
+                    .bind(now.as_str())
+                    .bind(now.as_str());
+            }
+            inserted += insert.execute(&mut *tx).await?.rows_affected();
+        }
+        counts.new = inserted;
+
+        if inserted < merged.len() as u64 {
+            let not_staged_before = self
+                .compare_staged(
+                    &mut tx,
+                    file_id,
+                    run_id,
+                    &now,
+                    max_before,
+                    merged,
+                    &mut counts,
+                )
+                .await?;
+            if not_staged_before != inserted {
+                // Keys are unique within a chunk, so each order was either inserted or found.
+                return Err(StagingError::Db(sqlx::Error::Protocol(format!(
+                    "inserted {inserted} new orders but {not_staged_before} were not staged before"
+                ))));
+            }
+        }
+
+        if inserted > 0 {
+            let staged = sqlx::query(
+                "INSERT INTO ledger (order_id, run_id, at, from_status, to_status, message)
+                 SELECT id, ?, ?, NULL, 'pending', ? FROM staged_orders WHERE id > ? ORDER BY id",
+            )
+            .bind(run_id)
+            .bind(&now)
+            .bind(format!("staged from file {file_id}"))
+            .bind(max_before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if staged != inserted {
+                // Only if the largest rowid was ever taken (SQLite then picks free ids at
+                // random): refuse rather than leave orders without their ledger event.
+                return Err(StagingError::Db(sqlx::Error::Protocol(format!(
+                    "staged {inserted} new orders but found {staged} above id {max_before}"
+                ))));
+            }
+        }
+        tx.commit().await?;
+        Ok(counts)
+    }
+
+    /// The orders of a chunk that were not inserted because their key was already staged:
+    /// unchanged ones are counted, changed ones get the new payload (and go back to `pending`
+    /// if they had been sent), lines of a key seen again in the same file are merged.
+    #[allow(clippy::too_many_arguments)]
+    async fn compare_staged(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        file_id: i64,
+        run_id: i64,
+        now: &str,
+        max_before: i64,
+        merged: Vec<PreparedOrder>,
+        counts: &mut ChunkCounts,
+    ) -> Result<u64, StagingError> {
+        // Which of these orders were staged before this chunk?
         // (channel, external_id) → (id, content hash, status, source file)
         type Existing = (i64, String, String, Option<i64>);
         let mut existing: HashMap<(String, String), Existing> = HashMap::new();
@@ -265,11 +360,12 @@ impl SqliteStaging {
             for part in ids.chunks(CHUNK_IN) {
                 let rows = sqlx::query(
                     "SELECT id, external_id, content_hash, status, source_file_id FROM staged_orders
-                     WHERE channel = ? AND external_id IN (SELECT value FROM json_each(?))",
+                     WHERE channel = ? AND external_id IN (SELECT value FROM json_each(?)) AND id <= ?",
                 )
                 .bind(channel)
                 .bind(serde_json::to_string(part).unwrap_or_default())
-                .fetch_all(&mut *tx)
+                .bind(max_before)
+                .fetch_all(&mut **tx)
                 .await?;
                 for r in rows {
                     existing.insert(
@@ -285,22 +381,20 @@ impl SqliteStaging {
             }
         }
 
-        let mut new_orders: Vec<PreparedOrder> = Vec::new();
+        let mut not_staged_before = 0u64;
         let mut buf = Vec::with_capacity(4096);
         for mut prepared in merged {
             let key = (prepared.channel.clone(), prepared.external_id.clone());
             match existing.get(&key) {
-                None => {
-                    new_orders.push(prepared);
-                    counts.new += 1;
-                }
+                // Inserted by the caller.
+                None => not_staged_before += 1,
                 Some((id, old_hash, status, source_file)) => {
                     if *source_file == Some(file_id) {
                         // Same order key again later in the same file: merge its lines.
                         let payload: String =
                             sqlx::query_scalar("SELECT payload FROM staged_orders WHERE id = ?")
                                 .bind(id)
-                                .fetch_one(&mut *tx)
+                                .fetch_one(&mut **tx)
                                 .await?;
                         let mut earlier: Order = serde_json::from_str(&payload)
                             .map_err(|source| StagingError::Payload { id: *id, source })?;
@@ -338,7 +432,7 @@ impl SqliteStaging {
                     .bind(requeue)
                     .bind(requeue)
                     .bind(id)
-                    .execute(&mut *tx)
+                    .execute(&mut **tx)
                     .await?;
                     if *source_file != Some(file_id) {
                         counts.updated += 1;
@@ -355,67 +449,14 @@ impl SqliteStaging {
                         .bind(format!(
                             "content changed in file {file_id}; queued to be sent again as an update"
                         ))
-                        .execute(&mut *tx)
+                        .execute(&mut **tx)
                         .await?;
                     }
                 }
             }
         }
 
-        if !new_orders.is_empty() {
-            // New rows get ids above the largest one so far (SQLite's rowid rule; this
-            // transaction holds the write lock, so nobody else inserts meanwhile). The ledger
-            // takes them from the table: no `RETURNING id`, which sqlx hands over one row at a
-            // time (~10 µs each, more than the insert itself).
-            let max_before: i64 =
-                sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM staged_orders")
-                    .fetch_one(&mut *tx)
-                    .await?;
-            let inserted = new_orders.len() as u64;
-            let mut rest = new_orders.into_iter().peekable();
-            while rest.peek().is_some() {
-                let part: Vec<PreparedOrder> = rest.by_ref().take(INSERT_ROWS).collect();
-                let sql = insert_orders_sql(part.len());
-                let mut insert = sqlx::query(&sql);
-                for p in part {
-                    insert = insert
-                        .bind(p.channel)
-                        .bind(p.external_id)
-                        .bind(p.hash)
-                        .bind(p.payload)
-                        .bind(p.currency)
-                        .bind(p.total)
-                        .bind(p.line_count)
-                        .bind(p.row_count)
-                        .bind(file_id)
-                        .bind(p.source_rows)
-                        .bind(to_db_time(p.created_at))
-                        .bind(now.clone())
-                        .bind(now.clone());
-                }
-                insert.execute(&mut *tx).await?;
-            }
-            let staged = sqlx::query(
-                "INSERT INTO ledger (order_id, run_id, at, from_status, to_status, message)
-                 SELECT id, ?, ?, NULL, 'pending', ? FROM staged_orders WHERE id > ? ORDER BY id",
-            )
-            .bind(run_id)
-            .bind(&now)
-            .bind(format!("staged from file {file_id}"))
-            .bind(max_before)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if staged != inserted {
-                // Only if the largest rowid was ever taken (SQLite then picks free ids at
-                // random): refuse rather than leave orders without their ledger event.
-                return Err(StagingError::Db(sqlx::Error::Protocol(format!(
-                    "staged {inserted} new orders but found {staged} above id {max_before}"
-                ))));
-            }
-        }
-        tx.commit().await?;
-        Ok(counts)
+        Ok(not_staged_before)
     }
 
     pub(super) async fn requeue_dead_claims(
