@@ -427,7 +427,7 @@ impl SqliteStaging {
                     .bind(p.source_rows)
                     .bind(to_db_time(p.created_at))
                     .bind(file_id)
-                    .bind(&now)
+                    .bind(now)
                     .bind(to_status)
                     .bind(requeue)
                     .bind(requeue)
@@ -444,7 +444,7 @@ impl SqliteStaging {
                         )
                         .bind(id)
                         .bind(run_id)
-                        .bind(&now)
+                        .bind(now)
                         .bind(status)
                         .bind(format!(
                             "content changed in file {file_id}; queued to be sent again as an update"
