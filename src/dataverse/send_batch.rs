@@ -58,8 +58,7 @@ pub fn batch_request(
     base: &str,
     plans: &[&ChangesetPlan],
 ) -> (ApiRequest, super::batch_writer::WrittenBatch) {
-    let owned: Vec<ChangesetPlan> = plans.iter().map(|p| (*p).clone()).collect();
-    let written = write_batch(base, &owned);
+    let written = write_batch(base, plans);
     let req = ApiRequest {
         method: reqwest::Method::POST,
         url: format!("{base}$batch"),
