@@ -125,11 +125,13 @@ async fn a_permanent_error_fails_only_its_order() {
     let good = t.plan_order(&order(1, "good-1", 1)).unwrap();
     let mut bad = t.plan_order(&order(2, "bad-1", 1)).unwrap();
     // Bypass the client's own length check so that the service refuses it.
-    let body = bad.payload["operations"][0]["body"]
-        .as_str()
-        .unwrap()
+    let plan = bad
+        .payload
+        .get_mut::<orderload::dataverse::batch_writer::ChangesetPlan>()
+        .unwrap();
+    plan.operations[0].body = plan.operations[0]
+        .body
         .replace("02134", "1234567890123456789012345");
-    bad.payload["operations"][0]["body"] = body.into();
     let outcomes = t.submit_batch(&[good, bad]).await.unwrap();
     let by_id = |id: i64| {
         outcomes

@@ -9,6 +9,7 @@
 
 use super::batch_writer::WrittenBatch;
 use super::errors::{parse_error_body, parse_retry_after, ServiceError};
+use std::borrow::Cow;
 use std::time::Duration;
 
 /// The response to one operation.
@@ -71,8 +72,9 @@ pub fn boundary_from_content_type(content_type: &str) -> Option<String> {
 fn is_multipart(content_type: &str) -> bool {
     content_type
         .trim_start()
-        .to_ascii_lowercase()
-        .starts_with("multipart/")
+        .as_bytes()
+        .get(..10)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"multipart/"))
 }
 
 /// Parse a `$batch` reply.
@@ -95,9 +97,9 @@ pub fn read_batch_response(
     for raw in split_multipart(&text, &boundary) {
         let (headers, content) = split_head(&raw);
         let part_type = header(&headers, "content-type").unwrap_or_default();
-        if is_multipart(&part_type) {
-            let inner_boundary = boundary_from_content_type(&part_type)
-                .ok_or_else(|| ReadError::NoBoundary(part_type.clone()))?;
+        if is_multipart(part_type) {
+            let inner_boundary = boundary_from_content_type(part_type)
+                .ok_or_else(|| ReadError::NoBoundary(part_type.to_string()))?;
             let responses = split_multipart(content, &inner_boundary)
                 .iter()
                 .map(|inner| read_http_part(inner))
@@ -113,37 +115,81 @@ pub fn read_batch_response(
     })
 }
 
-/// The parts between `--boundary` lines, each re-joined with CRLF.
-fn split_multipart(text: &str, boundary: &str) -> Vec<String> {
+/// The parts between `--boundary` lines, each re-joined with CRLF. A part whose lines all
+/// end with CRLF already is that very slice of `text` (nothing is copied).
+fn split_multipart<'a>(text: &'a str, boundary: &str) -> Vec<Cow<'a, str>> {
     let delimiter = format!("--{boundary}");
     let close = format!("--{boundary}--");
     let mut parts = Vec::new();
-    let mut current: Option<Vec<&str>> = None;
-    for line in text.split('\n') {
-        let line = line.strip_suffix('\r').unwrap_or(line);
+    let mut current: Option<PartLines<'a>> = None;
+    let mut offset = 0;
+    for raw in text.split('\n') {
+        let start = offset;
+        offset += raw.len() + 1;
+        let (line, had_cr) = match raw.strip_suffix('\r') {
+            Some(line) => (line, true),
+            None => (raw, false),
+        };
         let trimmed = line.trim_end();
         if trimmed == close {
             break;
         }
         if trimmed == delimiter {
             if let Some(lines) = current.take() {
-                parts.push(lines.join("\r\n"));
+                parts.push(lines.joined(text));
             }
-            current = Some(Vec::new());
+            current = Some(PartLines::default());
             continue;
         }
         if let Some(lines) = current.as_mut() {
-            lines.push(line);
+            lines.push(line, start, had_cr);
         }
     }
     if let Some(lines) = current {
-        parts.push(lines.join("\r\n"));
+        parts.push(lines.joined(text));
     }
     parts
 }
 
-/// MIME headers and the content after the first blank line.
-fn split_head(raw: &str) -> (Vec<(String, String)>, &str) {
+/// The lines of one multipart part (without their line ends), and where they lie in the text.
+#[derive(Default)]
+struct PartLines<'a> {
+    lines: Vec<&'a str>,
+    /// Byte range from the first line's start to the last line's end.
+    start: usize,
+    end: usize,
+    /// Every line but the last ended with CRLF.
+    crlf_between: bool,
+    last_had_cr: bool,
+}
+
+impl<'a> PartLines<'a> {
+    fn push(&mut self, line: &'a str, start: usize, had_cr: bool) {
+        if self.lines.is_empty() {
+            self.start = start;
+            self.crlf_between = true;
+        } else {
+            self.crlf_between &= self.last_had_cr;
+        }
+        self.lines.push(line);
+        self.end = start + line.len();
+        self.last_had_cr = had_cr;
+    }
+
+    /// The lines joined with CRLF.
+    fn joined(self, text: &'a str) -> Cow<'a, str> {
+        if self.lines.is_empty() {
+            Cow::Borrowed("")
+        } else if self.crlf_between {
+            Cow::Borrowed(&text[self.start..self.end])
+        } else {
+            Cow::Owned(self.lines.join("\r\n"))
+        }
+    }
+}
+
+/// MIME headers (name, value; trimmed) and the content after the first blank line.
+fn split_head(raw: &str) -> (Vec<(&str, &str)>, &str) {
     let (head, content) = match raw.find("\r\n\r\n") {
         Some(i) => (&raw[..i], &raw[i + 4..]),
         None if raw.starts_with("\r\n") => ("", &raw[2..]),
@@ -153,17 +199,18 @@ fn split_head(raw: &str) -> (Vec<(String, String)>, &str) {
         .split("\r\n")
         .filter_map(|l| {
             let (n, v) = l.split_once(':')?;
-            Some((n.trim().to_ascii_lowercase(), v.trim().to_string()))
+            Some((n.trim(), v.trim()))
         })
         .collect();
     (headers, content)
 }
 
-fn header(headers: &[(String, String)], name: &str) -> Option<String> {
+/// The first header called `name` (ASCII case ignored).
+fn header<'a>(headers: &[(&str, &'a str)], name: &str) -> Option<&'a str> {
     headers
         .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.clone())
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| *v)
 }
 
 /// One `application/http` part: MIME headers, then an HTTP response.
@@ -174,14 +221,13 @@ fn read_http_part(raw: &str) -> Result<PartResponse, ReadError> {
         Some(i) => (&http[..i + 4], &http[i + 4..]),
         None => (http, ""),
     };
-    let mut head = head.to_string();
-    if !head.ends_with("\r\n\r\n") {
-        head.push_str(if head.ends_with("\r\n") {
-            "\r\n"
-        } else {
-            "\r\n\r\n"
-        });
-    }
+    let head: Cow<str> = if head.ends_with("\r\n\r\n") {
+        Cow::Borrowed(head)
+    } else if head.ends_with("\r\n") {
+        Cow::Owned(format!("{head}\r\n"))
+    } else {
+        Cow::Owned(format!("{head}\r\n\r\n"))
+    };
     let mut header_buf = [httparse::EMPTY_HEADER; 64];
     let mut response = httparse::Response::new(&mut header_buf);
     match response.parse(head.as_bytes()) {
@@ -205,12 +251,17 @@ fn read_http_part(raw: &str) -> Result<PartResponse, ReadError> {
             .headers
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| String::from_utf8_lossy(h.value).trim().to_string())
+            .map(|h| match String::from_utf8_lossy(h.value) {
+                Cow::Borrowed(v) => Cow::Borrowed(v.trim()),
+                Cow::Owned(v) => Cow::Owned(v.trim().to_string()),
+            })
     };
-    let content_id = header(&mime_headers, "content-id")
-        .or_else(|| http_header("content-id"))
-        .and_then(|v| v.trim_matches(['<', '>']).parse().ok());
-    let entity_id = http_header("odata-entityid");
+    let content_id = match header(&mime_headers, "content-id") {
+        Some(v) => Some(Cow::Borrowed(v)),
+        None => http_header("content-id"),
+    }
+    .and_then(|v| v.trim_matches(['<', '>']).parse().ok());
+    let entity_id = http_header("odata-entityid").map(Cow::into_owned);
     let retry_after = http_header("retry-after").and_then(|v| parse_retry_after(&v));
     let success = (200..300).contains(&status);
     let error = (!success).then(|| {

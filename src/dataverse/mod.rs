@@ -27,7 +27,7 @@ pub mod throttle;
 use crate::config::{SubmitConfig, TargetConfig};
 use crate::submit::target::{
     OrderOutcome, OrderResult, OrderToSend, PlanError, PlannedOrder, Target, TargetError,
-    TargetStats,
+    TargetPayload, TargetStats,
 };
 use batch_writer::ChangesetPlan;
 use client::ApiClient;
@@ -117,18 +117,18 @@ impl DataverseTarget {
         let mut good = Vec::with_capacity(orders.len());
         let mut bad = Vec::new();
         for o in orders {
-            match serde_json::from_value::<ChangesetPlan>(o.payload.clone()) {
-                Ok(plan) => good.push(OrderChangeset {
+            match o.payload.get::<ChangesetPlan>() {
+                Some(plan) => good.push(OrderChangeset {
                     order_id: o.order_id,
                     plan,
                 }),
-                Err(e) => bad.push(OrderOutcome {
+                None => bad.push(OrderOutcome {
                     order_id: o.order_id,
                     result: OrderResult::Failed {
                         retryable: false,
                         http_status: None,
                         code: "invalid_plan".into(),
-                        message: format!("the planned payload is not a Dataverse changeset: {e}"),
+                        message: "the planned payload is not a Dataverse changeset".into(),
                     },
                 }),
             }
@@ -195,10 +195,7 @@ impl Target for DataverseTarget {
             order_id: order.order_id,
             dynamics_key: plan.order_key.clone(),
             operations: plan.operations.len(),
-            payload: serde_json::to_value(&plan).map_err(|e| PlanError {
-                code: "invalid_plan".into(),
-                message: e.to_string(),
-            })?,
+            payload: TargetPayload::new(plan),
         })
     }
 
@@ -245,7 +242,7 @@ impl Target for DataverseTarget {
 
     fn describe_batch(&self, orders: &[PlannedOrder]) -> String {
         let (good, bad) = Self::decode(orders);
-        let plans: Vec<&ChangesetPlan> = good.iter().map(|o| &o.plan).collect();
+        let plans: Vec<&ChangesetPlan> = good.iter().map(|o| &*o.plan).collect();
         let (req, written) = send_batch::batch_request(&self.client.base, &plans);
         let mut out = format!("POST {} HTTP/1.1\r\n", req.url);
         out.push_str("Authorization: Bearer <access token>\r\n");

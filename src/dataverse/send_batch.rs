@@ -18,13 +18,14 @@ use super::errors::{classify, ErrorClass, Failure, TransportErrorKind, CONCURREN
 use super::http::ApiRequest;
 use crate::submit::target::{OrderOutcome, OrderResult, TargetError};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// An order ready to send: staging id and its changeset.
 #[derive(Debug, Clone)]
 pub struct OrderChangeset {
     pub order_id: i64,
-    pub plan: ChangesetPlan,
+    pub plan: Arc<ChangesetPlan>,
 }
 
 /// The last failure of an order that may still be retried.
@@ -58,8 +59,7 @@ pub fn batch_request(
     base: &str,
     plans: &[&ChangesetPlan],
 ) -> (ApiRequest, super::batch_writer::WrittenBatch) {
-    let owned: Vec<ChangesetPlan> = plans.iter().map(|p| (*p).clone()).collect();
-    let written = write_batch(base, &owned);
+    let written = write_batch(base, plans);
     let req = ApiRequest {
         method: reqwest::Method::POST,
         url: format!("{base}$batch"),
@@ -83,7 +83,7 @@ pub async fn send_orders(
         let mut retry = 0u32;
         let mut last: Vec<Option<LastFailure>> = vec![None; orders.len()];
         while !pending.is_empty() {
-            let plans: Vec<&ChangesetPlan> = pending.iter().map(|&i| &orders[i].plan).collect();
+            let plans: Vec<&ChangesetPlan> = pending.iter().map(|&i| &*orders[i].plan).collect();
             let (req, written) = batch_request(&client.base, &plans);
             tracing::debug!(
                 orders = pending.len(),

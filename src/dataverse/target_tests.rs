@@ -120,7 +120,7 @@ fn plan_counts_operations_and_describe_shows_the_exact_body() {
 fn chunks_never_exceed_the_operation_limit() {
     let mk = |n: usize| OrderChangeset {
         order_id: n as i64,
-        plan: ChangesetPlan {
+        plan: std::sync::Arc::new(ChangesetPlan {
             order_key: n.to_string(),
             operations: vec![
                 batch_writer::PlannedOperation {
@@ -131,7 +131,7 @@ fn chunks_never_exceed_the_operation_limit() {
                 };
                 n
             ],
-        },
+        }),
     };
     let chunks = chunk_by_operations(vec![mk(600), mk(400), mk(1), mk(999), mk(5)], 1000);
     let sizes: Vec<usize> = chunks

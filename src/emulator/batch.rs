@@ -4,12 +4,10 @@
 
 use std::collections::HashMap;
 
-use uuid::Uuid;
-
 use super::api::{dispatch_atomic, ApiRequest, Identity};
 use super::records::{EntityRef, WriteContext};
 use super::response::{codes, reason_phrase, ApiError, ApiResponse, ApiResult};
-use super::store::Store;
+use super::store::{new_id, Store};
 
 /// The most operations (changeset members counted one by one) a batch may hold.
 pub const MAX_BATCH_OPERATIONS: usize = 1000;
@@ -59,17 +57,11 @@ pub fn boundary_of(content_type: &str) -> Option<String> {
 fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> ApiResult<Vec<&'a [u8]>> {
     let delimiter = format!("--{boundary}");
     let delimiter = delimiter.as_bytes();
-    // Positions of delimiter lines: at the start or right after a line feed.
-    let mut starts = Vec::new();
-    let mut i = 0;
-    while i + delimiter.len() <= body.len() {
-        if (i == 0 || body[i - 1] == b'\n') && &body[i..i + delimiter.len()] == delimiter {
-            starts.push(i);
-            i += delimiter.len();
-        } else {
-            i += 1;
-        }
-    }
+    // Positions of delimiter lines: at the start or right after a line feed. A boundary holds
+    // no line feed, so a delimiter that starts a line never overlaps another occurrence.
+    let starts: Vec<usize> = memchr::memmem::find_iter(body, delimiter)
+        .filter(|&i| i == 0 || body[i - 1] == b'\n')
+        .collect();
     if starts.is_empty() {
         return Err(invalid(format!(
             "The multipart body does not contain the boundary '{boundary}'."
@@ -264,7 +256,7 @@ pub struct BatchOutcome {
 fn error_response(error: ApiError) -> ApiResponse {
     error
         .into_response()
-        .with_header("REQ_ID", Uuid::new_v4().to_string())
+        .with_header("REQ_ID", new_id().to_string())
 }
 
 /// Runs the parsed batch in request order.
@@ -350,26 +342,23 @@ fn write_http_part(out: &mut Vec<u8>, content_id: &Option<String>, response: &Ap
         b"Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n",
     );
     if let Some(id) = content_id {
-        out.extend_from_slice(format!("Content-ID: {id}\r\n").as_bytes());
+        out.extend_from_slice(b"Content-ID: ");
+        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(
-        format!(
-            "HTTP/1.1 {} {}\r\n",
-            response.status,
-            reason_phrase(response.status)
-        )
-        .as_bytes(),
-    );
-    out.extend_from_slice(b"OData-Version: 4.0\r\n");
+    out.extend_from_slice(b"\r\nHTTP/1.1 ");
+    out.extend_from_slice(response.status.to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason_phrase(response.status).as_bytes());
+    out.extend_from_slice(b"\r\nOData-Version: 4.0\r\n");
     for (name, value) in &response.headers {
-        let value =
-            if name.eq_ignore_ascii_case("Content-Type") && value.starts_with("application/json") {
-                format!("{value}; odata.streaming=true")
-            } else {
-                value.clone()
-            };
-        out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        if name.eq_ignore_ascii_case("Content-Type") && value.starts_with("application/json") {
+            out.extend_from_slice(b"; odata.streaming=true");
+        }
+        out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
     if !response.body.is_empty() {
@@ -378,31 +367,56 @@ fn write_http_part(out: &mut Vec<u8>, content_id: &Option<String>, response: &Ap
     }
 }
 
+/// `--<boundary>` and a line end (`--` before the line end for the close delimiter).
+fn delimiter_line(out: &mut Vec<u8>, boundary: &str, close: bool) {
+    out.extend_from_slice(b"--");
+    out.extend_from_slice(boundary.as_bytes());
+    if close {
+        out.extend_from_slice(b"--");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Renders the multipart response; returns its content type and body.
 pub fn write_response(outcome: &BatchOutcome) -> (String, Vec<u8>) {
-    let boundary = format!("batchresponse_{}", Uuid::new_v4());
-    let mut out = Vec::new();
+    let boundary = format!("batchresponse_{}", new_id());
+    let mut out = Vec::with_capacity(
+        outcome
+            .parts
+            .iter()
+            .map(|part| match part {
+                ResponsePart::Single { response, .. } => 300 + response.body.len(),
+                ResponsePart::Changeset(answers) => {
+                    200 + answers
+                        .iter()
+                        .map(|(_, r)| 400 + r.body.len())
+                        .sum::<usize>()
+                }
+            })
+            .sum::<usize>()
+            + 100,
+    );
     for part in &outcome.parts {
-        out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        delimiter_line(&mut out, &boundary, false);
         match part {
             ResponsePart::Single {
                 content_id,
                 response,
             } => write_http_part(&mut out, content_id, response),
             ResponsePart::Changeset(answers) => {
-                let inner = format!("changesetresponse_{}", Uuid::new_v4());
-                out.extend_from_slice(
-                    format!("Content-Type: multipart/mixed; boundary={inner}\r\n\r\n").as_bytes(),
-                );
+                let inner = format!("changesetresponse_{}", new_id());
+                out.extend_from_slice(b"Content-Type: multipart/mixed; boundary=");
+                out.extend_from_slice(inner.as_bytes());
+                out.extend_from_slice(b"\r\n\r\n");
                 for (content_id, response) in answers {
-                    out.extend_from_slice(format!("--{inner}\r\n").as_bytes());
+                    delimiter_line(&mut out, &inner, false);
                     write_http_part(&mut out, content_id, response);
                 }
-                out.extend_from_slice(format!("--{inner}--\r\n").as_bytes());
+                delimiter_line(&mut out, &inner, true);
             }
         }
     }
-    out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    delimiter_line(&mut out, &boundary, true);
     (format!("multipart/mixed; boundary={boundary}"), out)
 }
 

@@ -111,6 +111,17 @@ impl ColumnDef {
             format!("{}_{}", self.name, target)
         }
     }
+
+    /// Whether `name` is [`Self::navigation_name`] of `target` (without building it).
+    pub fn is_navigation_name(&self, target: &str, name: &str) -> bool {
+        if self.targets.len() == 1 {
+            self.name == name
+        } else {
+            name.strip_prefix(self.name.as_str())
+                .and_then(|rest| rest.strip_prefix('_'))
+                .is_some_and(|rest| rest == target)
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -56,49 +56,56 @@ pub fn parse_query(query: &str) -> Vec<(String, String)> {
 
 /// Parses a decoded resource path relative to the service root, e.g.
 /// `salesorders(new_externalorderid='A''1')/Microsoft.Dynamics.CRM.UpsertMultiple`.
+///
+/// Scans bytes: every character it looks for (`(`, `)`, `/`, `'`, `,`, `=`) is ASCII, so each
+/// position it stops at is a character boundary.
 pub fn parse_path(path: &str) -> ApiResult<Vec<Segment>> {
-    let chars: Vec<char> = path.trim_matches('/').chars().collect();
+    let text = path.trim_matches('/');
+    let bytes = text.as_bytes();
     let mut segments = Vec::new();
     let mut i = 0;
-    while i < chars.len() {
+    while i < bytes.len() {
         let start = i;
-        while i < chars.len() && chars[i] != '(' && chars[i] != '/' {
+        while i < bytes.len() && bytes[i] != b'(' && bytes[i] != b'/' {
             i += 1;
         }
-        let name: String = chars[start..i].iter().collect();
+        let name = &text[start..i];
         if name.is_empty() {
             return Err(ApiError::segment_not_found(path));
         }
         let mut key = None;
-        if i < chars.len() && chars[i] == '(' {
+        if i < bytes.len() && bytes[i] == b'(' {
             let open = i;
             i += 1;
             let mut in_quote = false;
-            while i < chars.len() {
-                match chars[i] {
-                    '\'' => in_quote = !in_quote, // a doubled quote toggles twice
-                    ')' if !in_quote => break,
+            while i < bytes.len() {
+                match bytes[i] {
+                    b'\'' => in_quote = !in_quote, // a doubled quote toggles twice
+                    b')' if !in_quote => break,
                     _ => {}
                 }
                 i += 1;
             }
-            if i >= chars.len() {
+            if i >= bytes.len() {
                 return Err(bad_key_syntax(path));
             }
-            let inner: String = chars[open + 1..i].iter().collect();
+            let inner = &text[open + 1..i];
             // `WhoAmI()`: a function call without parameters, not a key.
             if !inner.trim().is_empty() {
-                key = Some(parse_key_predicate(&inner).ok_or_else(|| bad_key_syntax(path))?);
+                key = Some(parse_key_predicate(inner).ok_or_else(|| bad_key_syntax(path))?);
             }
             i += 1;
         }
-        if i < chars.len() {
-            if chars[i] != '/' {
+        if i < bytes.len() {
+            if bytes[i] != b'/' {
                 return Err(bad_key_syntax(path));
             }
             i += 1;
         }
-        segments.push(Segment { name, key });
+        segments.push(Segment {
+            name: name.to_string(),
+            key,
+        });
     }
     Ok(segments)
 }
@@ -111,8 +118,8 @@ fn bad_key_syntax(path: &str) -> ApiError {
 }
 
 fn parse_key_predicate(inner: &str) -> Option<KeyPredicate> {
-    let parts = split_outside_quotes(inner, ',');
-    if parts.len() == 1 && !contains_outside_quotes(&parts[0], '=') {
+    let parts = split_outside_quotes(inner, b',');
+    if parts.len() == 1 && !contains_outside_quotes(parts[0], b'=') {
         let text = parts[0].trim();
         let text = text
             .strip_prefix("guid'")
@@ -120,7 +127,7 @@ fn parse_key_predicate(inner: &str) -> Option<KeyPredicate> {
             .unwrap_or(text);
         return Uuid::parse_str(text).ok().map(KeyPredicate::Id);
     }
-    let mut pairs = Vec::new();
+    let mut pairs = Vec::with_capacity(parts.len());
     for part in parts {
         let (name, literal) = part.split_once('=')?;
         pairs.push((name.trim().to_string(), parse_literal(literal.trim())?));
@@ -128,23 +135,31 @@ fn parse_key_predicate(inner: &str) -> Option<KeyPredicate> {
     Some(KeyPredicate::Named(pairs))
 }
 
-fn contains_outside_quotes(text: &str, wanted: char) -> bool {
-    split_outside_quotes(text, wanted).len() > 1
-}
-
-fn split_outside_quotes(text: &str, separator: char) -> Vec<String> {
-    let mut parts = vec![String::new()];
+fn contains_outside_quotes(text: &str, wanted: u8) -> bool {
     let mut in_quote = false;
-    for c in text.chars() {
-        if c == '\'' {
+    text.bytes().any(|b| {
+        if b == b'\'' {
             in_quote = !in_quote;
         }
-        if c == separator && !in_quote {
-            parts.push(String::new());
-        } else {
-            parts.last_mut().expect("one part").push(c);
+        b == wanted && !in_quote
+    })
+}
+
+/// Splits `text` at each ASCII `separator` outside single quotes.
+fn split_outside_quotes(text: &str, separator: u8) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut in_quote = false;
+    let mut start = 0;
+    for (i, b) in text.bytes().enumerate() {
+        if b == b'\'' {
+            in_quote = !in_quote;
+        }
+        if b == separator && !in_quote {
+            parts.push(&text[start..i]);
+            start = i + 1;
         }
     }
+    parts.push(&text[start..]);
     parts
 }
 

@@ -49,7 +49,7 @@ pub fn prepare(
             let column = def.columns.iter().find_map(|c| {
                 c.targets
                     .iter()
-                    .find(|t| c.navigation_name(t) == nav_name)
+                    .find(|t| c.is_navigation_name(t, nav_name))
                     .map(|t| (c, t))
             });
             let Some((column, target)) = column else {
@@ -212,6 +212,24 @@ pub fn field_name(column: &ColumnDef) -> String {
     }
 }
 
+/// The value a row holds for `column` (see [`field_name`]); `scratch` holds a lookup's field
+/// name, so that checking many columns allocates once.
+fn field_value<'a>(
+    fields: &'a Map<String, Value>,
+    column: &ColumnDef,
+    scratch: &mut String,
+) -> Option<&'a Value> {
+    if column.column_type.is_lookup() {
+        scratch.clear();
+        scratch.push('_');
+        scratch.push_str(&column.name);
+        scratch.push_str("_value");
+        fields.get(scratch.as_str())
+    } else {
+        fields.get(&column.name)
+    }
+}
+
 /// Required columns: all of them on create; on update only those explicitly set to null.
 pub fn check_required(
     def: &TableDef,
@@ -219,6 +237,7 @@ pub fn check_required(
     enforce_app: bool,
     creating: bool,
 ) -> ApiResult<()> {
+    let mut scratch = String::new();
     for column in &def.columns {
         let enforced = match column.required {
             RequiredLevel::SystemRequired => true,
@@ -228,7 +247,7 @@ pub fn check_required(
         if !enforced {
             continue;
         }
-        let value = fields.get(&field_name(column));
+        let value = field_value(fields, column, &mut scratch);
         let missing = if creating {
             value.is_none_or(Value::is_null)
         } else {
@@ -250,7 +269,7 @@ pub fn check_required(
         let satisfied = def.require_one_of.iter().any(|group| {
             group.iter().all(|name| {
                 let column = def.column(name);
-                let value = column.and_then(|c| fields.get(&field_name(c)));
+                let value = column.and_then(|c| field_value(fields, c, &mut scratch));
                 match value {
                     None | Some(Value::Null) | Some(Value::Bool(false)) => false,
                     Some(_) => true,

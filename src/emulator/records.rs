@@ -12,7 +12,7 @@ use super::odata_url::{check_key_value, format_literal, parse_path, KeyPredicate
 use super::payload::{check_required, field_name, prepare};
 use super::query::QueryOptions;
 use super::response::{codes, ApiError, ApiResponse, ApiResult};
-use super::store::{display_key, Store, StoreError};
+use super::store::{display_key, new_id, Store, StoreError};
 
 /// What a request needs to know besides the store.
 pub struct WriteContext<'a> {
@@ -206,7 +206,7 @@ pub fn create_row(
 ) -> ApiResult<Uuid> {
     let prepared = prepare(store, ctx, table, body, true)?;
     let def = store.shared_def(table);
-    let id = prepared.id.or(preset_id).unwrap_or_else(Uuid::new_v4);
+    let id = prepared.id.or(preset_id).unwrap_or_else(new_id);
     let mut fields = preset.clone();
     fields.extend(prepared.fields);
     fields.insert(def.primary_id.clone(), Value::String(id.to_string()));

@@ -153,7 +153,7 @@ fn to_http(response: ApiResponse, dop_hint: u32) -> Response {
     builder = builder
         .header("OData-Version", "4.0")
         .header("x-ms-dop-hint", dop_hint.to_string())
-        .header("REQ_ID", uuid::Uuid::new_v4().to_string());
+        .header("REQ_ID", super::store::new_id().to_string());
     builder
         .body(Body::from(response.body))
         .expect("valid response parts")

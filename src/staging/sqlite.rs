@@ -50,7 +50,11 @@ impl SqliteStaging {
             .pragma(
                 "journal_size_limit",
                 checkpoint::LOG_LIMIT_BYTES.to_string(),
-            );
+            )
+            // Statement journals in memory: every multi-row UPDATE inside a transaction (claim,
+            // outcomes) copies the pages it touches into one, which otherwise is a temporary
+            // file written with a system call per page. They are small: one statement's pages.
+            .pragma("temp_store", "memory");
         // Switching a brand-new file to WAL takes a lock the busy timeout does not wait for;
         // two processes opening a new database at once can see SQLITE_BUSY here: retry.
         let mut attempt: u64 = 0;

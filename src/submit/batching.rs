@@ -59,7 +59,7 @@ mod tests {
             order_id: id,
             dynamics_key: format!("k{id}"),
             operations: ops,
-            payload: serde_json::Value::Null,
+            payload: crate::submit::target::TargetPayload::empty(),
         }
     }
 

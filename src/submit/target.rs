@@ -4,6 +4,8 @@
 //! Operations or Business Central target can come later without touching it.
 
 use crate::model::Order;
+use std::any::Any;
+use std::sync::Arc;
 
 /// A staged order as the job hands it to the target.
 #[derive(Debug, Clone)]
@@ -21,8 +23,42 @@ pub struct PlannedOrder {
     pub dynamics_key: String,
     /// Number of HTTP operations this order takes (1 salesorder + n lines + optional contact).
     pub operations: usize,
-    /// Target-specific payload (for Dataverse: the changeset's operations as JSON).
-    pub payload: serde_json::Value,
+    /// Target-specific payload (for Dataverse: the order's changeset).
+    pub payload: TargetPayload,
+}
+
+/// What a target's `plan_order` made of an order, handed back to the same target's
+/// `submit_batch` as it is: typed and shared, never serialized or copied on the way (the job
+/// only moves it around).
+#[derive(Clone)]
+pub struct TargetPayload(Arc<dyn Any + Send + Sync>);
+
+impl TargetPayload {
+    pub fn new<T: Any + Send + Sync>(plan: T) -> Self {
+        Self(Arc::new(plan))
+    }
+
+    /// A payload that holds nothing (batching tests).
+    pub fn empty() -> Self {
+        Self::new(())
+    }
+
+    /// The plan, if it is a `T`.
+    pub fn get<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.0.clone().downcast::<T>().ok()
+    }
+
+    /// The plan to change in place, if it is a `T` and this is its only handle (tests that
+    /// tamper with a plan to get past the client's own checks).
+    pub fn get_mut<T: Any + Send + Sync>(&mut self) -> Option<&mut T> {
+        Arc::get_mut(&mut self.0)?.downcast_mut::<T>()
+    }
+}
+
+impl std::fmt::Debug for TargetPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TargetPayload(..)")
+    }
 }
 
 /// Why an order was refused before anything was sent (e.g. a value longer than its column).
