@@ -14,6 +14,15 @@ use rust_decimal::Decimal;
 
 /// Append `order` as serde_json would write it (compact form).
 pub fn write_order(order: &Order, out: &mut Vec<u8>) {
+    write_order_head(order, out);
+    out.extend_from_slice(br#","source":"#);
+    write_provenance(&order.source, out);
+    out.push(b'}');
+}
+
+/// Append `order` up to its last field, `source` (the provenance), which the caller writes
+/// (`,"source":…}`): the content hash is taken over the order with an empty source.
+pub fn write_order_head(order: &Order, out: &mut Vec<u8>) {
     out.extend_from_slice(br#"{"channel":"#);
     string(&order.channel, out);
     out.extend_from_slice(br#","external_id":"#);
@@ -54,12 +63,9 @@ pub fn write_order(order: &Order, out: &mut Vec<u8>) {
         b"false"
     });
     out.extend_from_slice(br#","financial_status":"#);
-    optional_string(order.financial_status.as_deref(), out);
+    optional(order.financial_status.as_deref(), string, out);
     out.extend_from_slice(br#","notes":"#);
-    optional_string(order.notes.as_deref(), out);
-    out.extend_from_slice(br#","source":"#);
-    write_provenance(&order.source, out);
-    out.push(b'}');
+    optional(order.notes.as_deref(), string, out);
 }
 
 /// Append an order's provenance as serde_json would write it.
@@ -70,7 +76,7 @@ pub fn write_provenance(p: &Provenance, out: &mut Vec<u8>) {
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(br#","path":"#);
-    optional_string(p.path.as_deref(), out);
+    optional(p.path.as_deref(), string, out);
     out.extend_from_slice(br#","rows":["#);
     for (i, r) in p.rows.iter().enumerate() {
         if i > 0 {
@@ -82,34 +88,42 @@ pub fn write_provenance(p: &Provenance, out: &mut Vec<u8>) {
 }
 
 fn customer(c: &Customer, out: &mut Vec<u8>) {
-    out.extend_from_slice(br#"{"email":"#);
-    optional_string(c.email.as_deref(), out);
-    out.extend_from_slice(br#","name":"#);
-    optional_string(c.name.as_deref(), out);
-    out.extend_from_slice(br#","phone":"#);
-    optional_string(c.phone.as_deref(), out);
-    out.push(b'}');
+    object_of_texts(
+        &[
+            ("email", c.email.as_deref()),
+            ("name", c.name.as_deref()),
+            ("phone", c.phone.as_deref()),
+        ],
+        out,
+    );
 }
 
 fn address(a: &Address, out: &mut Vec<u8>) {
-    out.extend_from_slice(br#"{"name":"#);
-    optional_string(a.name.as_deref(), out);
-    out.extend_from_slice(br#","company":"#);
-    optional_string(a.company.as_deref(), out);
-    out.extend_from_slice(br#","line1":"#);
-    optional_string(a.line1.as_deref(), out);
-    out.extend_from_slice(br#","line2":"#);
-    optional_string(a.line2.as_deref(), out);
-    out.extend_from_slice(br#","city":"#);
-    optional_string(a.city.as_deref(), out);
-    out.extend_from_slice(br#","province":"#);
-    optional_string(a.province.as_deref(), out);
-    out.extend_from_slice(br#","postal_code":"#);
-    optional_string(a.postal_code.as_deref(), out);
-    out.extend_from_slice(br#","country":"#);
-    optional_string(a.country.as_deref(), out);
-    out.extend_from_slice(br#","phone":"#);
-    optional_string(a.phone.as_deref(), out);
+    object_of_texts(
+        &[
+            ("name", a.name.as_deref()),
+            ("company", a.company.as_deref()),
+            ("line1", a.line1.as_deref()),
+            ("line2", a.line2.as_deref()),
+            ("city", a.city.as_deref()),
+            ("province", a.province.as_deref()),
+            ("postal_code", a.postal_code.as_deref()),
+            ("country", a.country.as_deref()),
+            ("phone", a.phone.as_deref()),
+        ],
+        out,
+    );
+}
+
+/// `{"key":"text"|null,…}` in the order given (keys are plain identifiers: no escaping).
+fn object_of_texts(fields: &[(&str, Option<&str>)], out: &mut Vec<u8>) {
+    for (i, (key, value)) in fields.iter().enumerate() {
+        out.push(if i == 0 { b'{' } else { b',' });
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+        optional(*value, string, out);
+    }
     out.push(b'}');
 }
 
@@ -117,7 +131,7 @@ fn line(l: &OrderLine, out: &mut Vec<u8>) {
     out.extend_from_slice(br#"{"line_number":"#);
     integer(l.line_number, out);
     out.extend_from_slice(br#","sku":"#);
-    optional_string(l.sku.as_deref(), out);
+    optional(l.sku.as_deref(), string, out);
     out.extend_from_slice(br#","name":"#);
     string(&l.name, out);
     out.extend_from_slice(br#","quantity":"#);
@@ -131,16 +145,9 @@ fn line(l: &OrderLine, out: &mut Vec<u8>) {
     out.push(b'}');
 }
 
-fn optional<T>(value: Option<&T>, write: fn(&T, &mut Vec<u8>), out: &mut Vec<u8>) {
+fn optional<T: ?Sized>(value: Option<&T>, write: fn(&T, &mut Vec<u8>), out: &mut Vec<u8>) {
     match value {
         Some(v) => write(v, out),
-        None => out.extend_from_slice(b"null"),
-    }
-}
-
-fn optional_string(value: Option<&str>, out: &mut Vec<u8>) {
-    match value {
-        Some(s) => string(s, out),
         None => out.extend_from_slice(b"null"),
     }
 }

@@ -64,35 +64,32 @@ fn merge_chunk(file_id: i64, orders: Vec<Order>) -> (Vec<Order>, u64) {
 const NO_SOURCE_SUFFIX: &[u8] = br#","source":{"file_id":null,"path":null,"rows":[]}}"#;
 
 /// An order serialized once: the content hash (as [`content_hash`] computes it) and the
-/// payload (the order as JSON, with its provenance). The hashed bytes stay in the caller's
-/// buffer.
+/// payload (the order as JSON, with its provenance).
 struct Serialized {
     hash: String,
     payload: String,
 }
 
-/// Serialize `order` without its source into `buf` (`model::json`: serde_json's bytes, written
-/// directly), hash that, and build the payload by splicing the real source in place of the
-/// empty one: one serialization instead of two, and no clone of the order. Falls back to
-/// serde_json if the layout ever changes.
-fn serialize_order(order: &mut Order, buf: &mut Vec<u8>) -> Serialized {
-    let source = std::mem::take(&mut order.source);
+/// The bytes both content-hash versions are taken over: the order's JSON with an empty source.
+fn write_hashed_form(order: &Order, buf: &mut Vec<u8>) {
     buf.clear();
-    json::write_order(order, buf);
-    order.source = source;
-    let hash = content_hash_of(&buf[..]);
-    let payload = match buf.strip_suffix(NO_SOURCE_SUFFIX) {
-        Some(head) => {
-            let mut p = Vec::with_capacity(buf.len() + 64);
-            p.extend_from_slice(head);
-            p.extend_from_slice(b",\"source\":");
-            json::write_provenance(&order.source, &mut p);
-            p.push(b'}');
-            String::from_utf8(p)
-                .unwrap_or_else(|_| serde_json::to_string(order).unwrap_or_default())
-        }
-        None => serde_json::to_string(order).unwrap_or_default(),
-    };
+    json::write_order_head(order, buf);
+    buf.extend_from_slice(NO_SOURCE_SUFFIX);
+}
+
+/// Write `order` up to its source into `buf` once (`model::json`: serde_json's bytes, written
+/// directly); hashed with the empty source after it, stored with the real one: one
+/// serialization instead of two, and no clone of the order.
+fn serialize_order(order: &Order, buf: &mut Vec<u8>) -> Serialized {
+    write_hashed_form(order, buf);
+    let hash = content_hash_of(buf);
+    buf.truncate(buf.len() - NO_SOURCE_SUFFIX.len());
+    buf.extend_from_slice(br#","source":"#);
+    json::write_provenance(&order.source, buf);
+    buf.push(b'}');
+    // Valid UTF-8 by construction (text and ASCII); serde_json only if that ever breaks.
+    let payload = String::from_utf8(buf.clone())
+        .unwrap_or_else(|_| serde_json::to_string(order).unwrap_or_default());
     Serialized { hash, payload }
 }
 
@@ -112,8 +109,8 @@ pub struct PreparedOrder {
 }
 
 impl PreparedOrder {
-    pub(super) fn new(mut order: Order, buf: &mut Vec<u8>) -> Self {
-        let Serialized { hash, payload } = serialize_order(&mut order, buf);
+    pub(super) fn new(order: Order, buf: &mut Vec<u8>) -> Self {
+        let Serialized { hash, payload } = serialize_order(&order, buf);
         PreparedOrder {
             currency: order.currency.as_str().to_string(),
             total: order.total.map(|t| t.to_string()),
@@ -141,11 +138,11 @@ impl PreparedOrder {
         if stored.starts_with(CONTENT_HASH_V2) {
             return stored == self.hash;
         }
-        let Ok(mut order) = self.order() else {
+        let Ok(order) = self.order() else {
             return false;
         };
         let mut buf = Vec::with_capacity(self.payload.len());
-        serialize_order(&mut order, &mut buf);
+        write_hashed_form(&order, &mut buf);
         stored == hex::encode(ring::digest::digest(&ring::digest::SHA256, &buf))
     }
 }
@@ -210,12 +207,12 @@ mod tests {
 
     #[test]
     fn one_serialization_gives_the_same_hash_and_payload_as_two() {
-        let mut o = order();
+        let o = order();
         let mut buf = Vec::new();
-        let s = serialize_order(&mut o, &mut buf);
+        let s = serialize_order(&o, &mut buf);
         assert_eq!(s.hash, content_hash(&o));
         assert_eq!(s.payload, serde_json::to_string(&o).unwrap());
-        assert_eq!(o.source.rows, vec![1, 2], "the source is put back");
+        assert_eq!(o.source.rows, vec![1, 2], "the source is left as it was");
         let back: Order = serde_json::from_str(&s.payload).unwrap();
         assert_eq!(back.source.path.as_deref(), Some("/in/a.csv"));
     }
@@ -246,9 +243,9 @@ mod tests {
 
     #[test]
     fn hashes_of_both_versions_recognise_the_same_content_and_only_it() {
-        let mut o = order();
+        let o = order();
         let mut buf = Vec::new();
-        let s = serialize_order(&mut o, &mut buf);
+        let s = serialize_order(&o, &mut buf);
         assert!(s.hash.starts_with(CONTENT_HASH_V2) && s.hash.len() == 5 + 32);
         // What databases staged before the second version hold: SHA-256 of the same JSON.
         let mut unsourced = o.clone();
