@@ -317,10 +317,6 @@ impl RecordSource {
 /// Does a record's raw text end inside a quoted field (RFC 4180 rules: a field is quoted when
 /// its first character is `"`; `""` inside is an escaped quote)?
 pub(crate) fn ends_inside_quotes(raw: &str, delimiter: u8) -> bool {
-    // Most records have no quote at all: one vectorised search instead of a walk per byte.
-    if !raw.contains('"') {
-        return false;
-    }
     let mut at_field_start = true;
     let mut quoted = false;
     let mut bytes = raw.bytes().peekable();

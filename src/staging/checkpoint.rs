@@ -40,7 +40,7 @@ impl Drop for Checkpointer {
 /// Start checkpointing `pool`'s database in the background.
 pub(super) fn start(pool: SqlitePool) -> Checkpointer {
     let task = tokio::spawn(async move {
-        while !pool.is_closed() {
+        loop {
             tokio::time::sleep(EVERY).await;
             if pool.is_closed() {
                 break;
