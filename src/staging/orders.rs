@@ -302,7 +302,7 @@ impl SqliteStaging {
             if not_staged_before != inserted {
                 // Keys are unique within a chunk, so each order was either inserted or found.
                 return Err(StagingError::Db(sqlx::Error::Protocol(format!(
-                    "inserted {inserted} new orders but {not_staged_before} were not staged before"
+                    "file {file_id}: inserted {inserted} new orders but {not_staged_before} were not staged before"
                 ))));
             }
         }
@@ -323,7 +323,7 @@ impl SqliteStaging {
                 // Only if the largest rowid was ever taken (SQLite then picks free ids at
                 // random): refuse rather than leave orders without their ledger event.
                 return Err(StagingError::Db(sqlx::Error::Protocol(format!(
-                    "staged {inserted} new orders but found {staged} above id {max_before}"
+                    "file {file_id}: staged {inserted} new orders but found {staged} above id {max_before}"
                 ))));
             }
         }
