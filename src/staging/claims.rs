@@ -7,7 +7,8 @@ use sqlx::Row;
 impl SqliteStaging {
     pub(super) async fn sweep_expired(&self, run_id: i64) -> Result<u64, StagingError> {
         let now = now_utc();
-        let mut tx = self.pool.begin().await?;
+        let mut writer = self.writer().await?;
+        let mut tx = sqlx::Connection::begin(&mut **writer).await?;
         sqlx::query(
             "INSERT INTO ledger (order_id, batch_id, run_id, at, from_status, to_status, error_code, message)
              SELECT id, batch_id, ?, ?, 'in_flight', 'pending', 'claim_expired',
@@ -61,7 +62,8 @@ impl SqliteStaging {
     ) -> Result<StartedBatch, StagingError> {
         let now = now_utc();
         let expires = to_db_time(chrono::Utc::now() + chrono::Duration::seconds(ttl_secs as i64));
-        let mut tx = self.pool.begin().await?;
+        let mut writer = self.writer().await?;
+        let mut tx = sqlx::Connection::begin(&mut **writer).await?;
         let id = super::orders::insert_batch_row(
             &mut tx,
             run_id,

@@ -223,7 +223,8 @@ impl SqliteStaging {
         };
         let merged = chunk.orders;
 
-        let mut tx = self.pool.begin().await?;
+        let mut writer = self.writer().await?;
+        let mut tx = sqlx::Connection::begin(&mut **writer).await?;
         // BEGIN IMMEDIATE semantics: take the write lock before the reads below. A deferred
         // transaction that reads first cannot upgrade once another connection (the lease
         // heartbeat) has committed meanwhile: SQLITE_BUSY_SNAPSHOT (517), which no busy
@@ -465,7 +466,8 @@ impl SqliteStaging {
         token: &str,
     ) -> Result<u64, StagingError> {
         let now = now_utc();
-        let mut tx = self.pool.begin().await?;
+        let mut writer = self.writer().await?;
+        let mut tx = sqlx::Connection::begin(&mut **writer).await?;
         sqlx::query(
             "INSERT INTO ledger (order_id, batch_id, run_id, at, from_status, to_status, error_code, message)
              SELECT id, batch_id, ?, ?, 'in_flight', 'pending', 'recovered',
@@ -501,7 +503,8 @@ impl SqliteStaging {
         let now = now_utc();
         let only_json = only.map(|ids| serde_json::to_string(ids).unwrap_or_default());
         let expires = to_db_time(chrono::Utc::now() + chrono::Duration::seconds(lease_secs as i64));
-        let mut tx = self.pool.begin().await?;
+        let mut writer = self.writer().await?;
+        let mut tx = sqlx::Connection::begin(&mut **writer).await?;
         // Without a list: the first `limit` ids of each status in the status index (which
         // keeps them in id order), merged. The same set as one `ORDER BY id LIMIT` over
         // `pending OR failed`, which SQLite sorted in full (every pending order) each claim.
@@ -623,7 +626,8 @@ impl SqliteStaging {
     ) -> Result<u64, StagingError> {
         let now = now_utc();
         let ids = serde_json::to_string(order_ids).unwrap_or_default();
-        let mut tx = self.pool.begin().await?;
+        let mut writer = self.writer().await?;
+        let mut tx = sqlx::Connection::begin(&mut **writer).await?;
         sqlx::query(
             "INSERT INTO ledger (order_id, batch_id, run_id, at, from_status, to_status, error_code, message)
              SELECT id, batch_id, ?, ?, status, 'pending', 'rerun', ? FROM staged_orders
@@ -711,7 +715,8 @@ impl SqliteStaging {
             };
         }
         let update = update.bind(batch_id).bind(&now).bind(token).bind(&now);
-        let mut tx = self.pool.begin().await?;
+        let mut writer = self.writer().await?;
+        let mut tx = sqlx::Connection::begin(&mut **writer).await?;
         let updated: std::collections::HashSet<i64> =
             update.fetch_all(&mut *tx).await?.into_iter().collect();
         // One ledger event per recorded outcome, in the outcomes' order.
@@ -776,7 +781,8 @@ impl SqliteStaging {
         rec: RecordedOutcome,
         now: &str,
     ) -> Result<RecordedOutcome, StagingError> {
-        let mut tx = self.pool.begin().await?;
+        let mut writer = self.writer().await?;
+        let mut tx = sqlx::Connection::begin(&mut **writer).await?;
         Self::update_batch_counts(&mut tx, batch_id, rec, now).await?;
         tx.commit().await?;
         Ok(rec)
@@ -816,7 +822,8 @@ impl SqliteStaging {
     ) -> Result<(), StagingError> {
         let now = now_utc();
         let ids = serde_json::to_string(order_ids).unwrap_or_default();
-        let mut tx = self.pool.begin().await?;
+        let mut writer = self.writer().await?;
+        let mut tx = sqlx::Connection::begin(&mut **writer).await?;
         sqlx::query(
             "INSERT INTO ledger (order_id, batch_id, run_id, at, from_status, to_status, message)
              SELECT id, batch_id, ?, ?, 'in_flight', 'pending', ? FROM staged_orders

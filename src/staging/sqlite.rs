@@ -1,8 +1,9 @@
 //! The SQLite backend: opening the file, pragmas, migrations.
 
 use super::{checkpoint, StagingError};
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::{Sqlite, SqlitePool};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -15,6 +16,11 @@ pub struct SqliteStaging {
     pub(crate) pool: SqlitePool,
     /// The background checkpoint task, stopped with the last clone.
     _checkpointer: std::sync::Arc<checkpoint::Checkpointer>,
+    /// The connection ingest writes its chunks on, kept between chunks. SQLite's page cache
+    /// is per connection and is dropped whenever another connection wrote since: taking
+    /// whichever pooled connection is idle (the pool hands them out in turn) re-read the
+    /// B-tree paths of every table and index from the file for each chunk.
+    writer: std::sync::Arc<tokio::sync::Mutex<Option<PoolConnection<Sqlite>>>>,
 }
 
 impl SqliteStaging {
@@ -96,11 +102,26 @@ impl SqliteStaging {
         Ok(Self {
             pool,
             _checkpointer: checkpointer,
+            writer: Default::default(),
         })
     }
 
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// The kept writer connection (taken from the pool on first use), locked for one
+    /// transaction's time.
+    pub(crate) async fn writer(
+        &self,
+    ) -> Result<tokio::sync::MappedMutexGuard<'_, PoolConnection<Sqlite>>, StagingError> {
+        let mut slot = self.writer.lock().await;
+        if slot.is_none() {
+            *slot = Some(self.pool.acquire().await?);
+        }
+        Ok(tokio::sync::MutexGuard::map(slot, |c| {
+            c.as_mut().expect("filled above")
+        }))
     }
 }
 
