@@ -94,6 +94,17 @@ const INSERT_ROWS: usize = 250;
 /// `INSERT INTO staged_orders … VALUES (…), … ON CONFLICT (channel, external_id) DO NOTHING`
 /// for `n` rows. Values are bound directly (no JSON for SQLite to parse: the payload is most
 /// of the bytes).
+/// The ledger message of an order that new content sent back to `pending` (both backends).
+pub(super) fn requeue_message(file_id: i64, from_status: &str) -> String {
+    if from_status == "in_flight" {
+        format!(
+            "content changed in file {file_id} while in flight; the claim is withdrawn and the new content queued to be sent"
+        )
+    } else {
+        format!("content changed in file {file_id}; queued to be sent again as an update")
+    }
+}
+
 fn insert_orders_sql(n: usize) -> String {
     let mut sql = String::with_capacity(300 + n * 64);
     sql.push_str(
@@ -410,13 +421,18 @@ impl SqliteStaging {
                         continue;
                     }
                     let p = prepared;
-                    let requeue = status == "succeeded" || status == "failed";
+                    // An order in flight (a submit is sending the old content right now: ingest
+                    // does not wait for the lease) has its claim withdrawn: that submit's
+                    // outcome becomes stale, and the new content is sent again from pending.
+                    let requeue = matches!(status.as_str(), "succeeded" | "failed" | "in_flight");
                     let to_status = if requeue { "pending" } else { status.as_str() };
-                    sqlx::query(
+                    let changed = sqlx::query(
                         "UPDATE staged_orders SET payload = ?, content_hash = ?, currency = ?, total = ?, line_count = ?,
                            row_count = ?, source_rows = ?, order_created_at = ?, source_file_id = ?, updated_at = ?,
                            status = ?, retryable = CASE WHEN ? THEN 0 ELSE retryable END,
-                           attempts = CASE WHEN ? THEN 0 ELSE attempts END
+                           attempts = CASE WHEN ? THEN 0 ELSE attempts END,
+                           claim_token = CASE WHEN ? THEN NULL ELSE claim_token END,
+                           claim_expires_at = CASE WHEN ? THEN NULL ELSE claim_expires_at END
                          WHERE id = ?",
                     )
                     .bind(p.payload)
@@ -432,9 +448,16 @@ impl SqliteStaging {
                     .bind(to_status)
                     .bind(requeue)
                     .bind(requeue)
+                    .bind(requeue)
+                    .bind(requeue)
                     .bind(id)
                     .execute(&mut **tx)
                     .await?;
+                    if changed.rows_affected() != 1 {
+                        return Err(StagingError::Db(sqlx::Error::Protocol(format!(
+                            "file {file_id}: order {id} changed but its row was not updated"
+                        ))));
+                    }
                     if *source_file != Some(file_id) {
                         counts.updated += 1;
                     }
@@ -447,9 +470,7 @@ impl SqliteStaging {
                         .bind(run_id)
                         .bind(now)
                         .bind(status)
-                        .bind(format!(
-                            "content changed in file {file_id}; queued to be sent again as an update"
-                        ))
+                        .bind(requeue_message(file_id, status))
                         .execute(&mut **tx)
                         .await?;
                     }

@@ -157,7 +157,7 @@ impl PgStaging {
             // sent again from pending.
             let requeue = matches!(status.as_str(), "succeeded" | "failed" | "in_flight");
             let to_status = if requeue { "pending" } else { status.as_str() };
-            sqlx::query(
+            let changed = sqlx::query(
                 "UPDATE staged_orders SET payload = $1, content_hash = $2, currency = $3, total = $4, line_count = $5,
                    row_count = $6, source_rows = $7, order_created_at = $8, source_file_id = $9, updated_at = now(),
                    status = $10, retryable = CASE WHEN $11 THEN false ELSE retryable END,
@@ -180,6 +180,11 @@ impl PgStaging {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+            if changed.rows_affected() != 1 {
+                return Err(StagingError::Db(sqlx::Error::Protocol(format!(
+                    "file {file_id}: order {id} changed but its row was not updated"
+                ))));
+            }
             if *source_file != Some(file_id) {
                 counts.updated += 1;
             }
@@ -192,15 +197,7 @@ impl PgStaging {
                 .bind(id)
                 .bind(run_id)
                 .bind(status)
-                .bind(if status == "in_flight" {
-                    format!(
-                        "content changed in file {file_id} while in flight; the claim is withdrawn and the new content queued to be sent"
-                    )
-                } else {
-                    format!(
-                        "content changed in file {file_id}; queued to be sent again as an update"
-                    )
-                })
+                .bind(crate::staging::orders::requeue_message(file_id, status))
                 .execute(&mut *tx)
                 .await?;
             }
