@@ -91,9 +91,6 @@ pub struct RecordedOutcome {
 /// New orders per multi-row INSERT: 13 bound values each, well under SQLite's 32,766.
 const INSERT_ROWS: usize = 250;
 
-/// `INSERT INTO staged_orders … VALUES (…), … ON CONFLICT (channel, external_id) DO NOTHING`
-/// for `n` rows. Values are bound directly (no JSON for SQLite to parse: the payload is most
-/// of the bytes).
 /// The ledger message of an order that new content sent back to `pending` (both backends).
 pub(super) fn requeue_message(file_id: i64, from_status: &str) -> String {
     if from_status == "in_flight" {
@@ -105,6 +102,9 @@ pub(super) fn requeue_message(file_id: i64, from_status: &str) -> String {
     }
 }
 
+/// `INSERT INTO staged_orders … VALUES (…), … ON CONFLICT (channel, external_id) DO NOTHING`
+/// for `n` rows. Values are bound directly (no JSON for SQLite to parse: the payload is most
+/// of the bytes).
 fn insert_orders_sql(n: usize) -> String {
     let mut sql = String::with_capacity(300 + n * 64);
     sql.push_str(
