@@ -11,6 +11,8 @@ impl Staging for SqliteStaging {
         false
     }
     async fn close(&self) {
+        // The kept writer goes back to the pool first: closing waits for every connection.
+        self.release_writer().await;
         self.pool.close().await;
     }
     async fn begin_run(&self, start: RunStart) -> Result<i64, StagingError> {

@@ -110,6 +110,12 @@ impl SqliteStaging {
         &self.pool
     }
 
+    /// Hand the kept writer connection back to the pool (`close` waits for every
+    /// connection to be back; a kept one never would be).
+    pub(crate) async fn release_writer(&self) {
+        self.writer.lock().await.take();
+    }
+
     /// The kept writer connection (taken from the pool on first use), locked for one
     /// transaction's time.
     pub(crate) async fn writer(
