@@ -5,6 +5,7 @@
 //! several hosts) implement it side by side, each with its own migrations folder.
 
 mod backend;
+mod changed;
 mod checkpoint;
 mod claims;
 mod lease;
@@ -50,6 +51,10 @@ pub enum StagingError {
         #[source]
         source: serde_json::Error,
     },
+    /// A chunk did not stage as its own counts say (a bug or a foreign writer): the chunk's
+    /// transaction is rolled back.
+    #[error("file {file_id} did not stage as counted: {detail}")]
+    Accounting { file_id: i64, detail: String },
     #[error("cannot create database folder {path}: {source}")]
     Folder {
         path: String,

@@ -4,6 +4,7 @@
 //! JSON list expanded with `json_each` for rejected rows), never a statement per row (~30×
 //! slower): a chunk or a batch is a handful of statements whatever its size.
 
+use super::changed;
 use super::prepare::{merge_into, PreparedChunk, PreparedOrder};
 use super::{now_utc, to_db_time, SqliteStaging, StagingError};
 use crate::channels::RejectedRow;
@@ -90,17 +91,6 @@ pub struct RecordedOutcome {
 
 /// New orders per multi-row INSERT: 13 bound values each, well under SQLite's 32,766.
 const INSERT_ROWS: usize = 250;
-
-/// The ledger message of an order that new content sent back to `pending` (both backends).
-pub(super) fn requeue_message(file_id: i64, from_status: &str) -> String {
-    if from_status == "in_flight" {
-        format!(
-            "content changed in file {file_id} while in flight; the claim is withdrawn and the new content queued to be sent"
-        )
-    } else {
-        format!("content changed in file {file_id}; queued to be sent again as an update")
-    }
-}
 
 /// `INSERT INTO staged_orders … VALUES (…), … ON CONFLICT (channel, external_id) DO NOTHING`
 /// for `n` rows. Values are bound directly (no JSON for SQLite to parse: the payload is most
@@ -313,9 +303,12 @@ impl SqliteStaging {
                 .await?;
             if not_staged_before != inserted {
                 // Keys are unique within a chunk, so each order was either inserted or found.
-                return Err(StagingError::Db(sqlx::Error::Protocol(format!(
-                    "file {file_id}: inserted {inserted} new orders but {not_staged_before} were not staged before"
-                ))));
+                return Err(StagingError::Accounting {
+                    file_id,
+                    detail: format!(
+                        "inserted {inserted} new orders but {not_staged_before} were not staged before"
+                    ),
+                });
             }
         }
 
@@ -334,9 +327,12 @@ impl SqliteStaging {
             if staged != inserted {
                 // Only if the largest rowid was ever taken (SQLite then picks free ids at
                 // random): refuse rather than leave orders without their ledger event.
-                return Err(StagingError::Db(sqlx::Error::Protocol(format!(
-                    "file {file_id}: staged {inserted} new orders but found {staged} above id {max_before}"
-                ))));
+                return Err(StagingError::Accounting {
+                    file_id,
+                    detail: format!(
+                        "staged {inserted} new orders but found {staged} above id {max_before}"
+                    ),
+                });
             }
         }
         tx.commit().await?;
@@ -421,12 +417,9 @@ impl SqliteStaging {
                         continue;
                     }
                     let p = prepared;
-                    // An order in flight (a submit is sending the old content right now: ingest
-                    // does not wait for the lease) has its claim withdrawn: that submit's
-                    // outcome becomes stale, and the new content is sent again from pending.
-                    let requeue = matches!(status.as_str(), "succeeded" | "failed" | "in_flight");
+                    let requeue = changed::requeues(status);
                     let to_status = if requeue { "pending" } else { status.as_str() };
-                    let changed = sqlx::query(
+                    let updated = sqlx::query(
                         "UPDATE staged_orders SET payload = ?, content_hash = ?, currency = ?, total = ?, line_count = ?,
                            row_count = ?, source_rows = ?, order_created_at = ?, source_file_id = ?, updated_at = ?,
                            status = ?, retryable = CASE WHEN ? THEN 0 ELSE retryable END,
@@ -453,11 +446,7 @@ impl SqliteStaging {
                     .bind(id)
                     .execute(&mut **tx)
                     .await?;
-                    if changed.rows_affected() != 1 {
-                        return Err(StagingError::Db(sqlx::Error::Protocol(format!(
-                            "file {file_id}: order {id} changed but its row was not updated"
-                        ))));
-                    }
+                    changed::check_updated(updated.rows_affected(), file_id, *id)?;
                     if *source_file != Some(file_id) {
                         counts.updated += 1;
                     }
@@ -470,7 +459,7 @@ impl SqliteStaging {
                         .bind(run_id)
                         .bind(now)
                         .bind(status)
-                        .bind(requeue_message(file_id, status))
+                        .bind(changed::requeue_message(file_id, status))
                         .execute(&mut **tx)
                         .await?;
                     }

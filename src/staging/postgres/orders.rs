@@ -152,12 +152,9 @@ impl PgStaging {
                 continue;
             }
             let p = prepared;
-            // An order in flight (a worker is sending the old content right now) has its
-            // claim withdrawn: that worker's outcome becomes stale, and the new content is
-            // sent again from pending.
-            let requeue = matches!(status.as_str(), "succeeded" | "failed" | "in_flight");
+            let requeue = crate::staging::changed::requeues(status);
             let to_status = if requeue { "pending" } else { status.as_str() };
-            let changed = sqlx::query(
+            let updated = sqlx::query(
                 "UPDATE staged_orders SET payload = $1, content_hash = $2, currency = $3, total = $4, line_count = $5,
                    row_count = $6, source_rows = $7, order_created_at = $8, source_file_id = $9, updated_at = now(),
                    status = $10, retryable = CASE WHEN $11 THEN false ELSE retryable END,
@@ -180,11 +177,7 @@ impl PgStaging {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-            if changed.rows_affected() != 1 {
-                return Err(StagingError::Db(sqlx::Error::Protocol(format!(
-                    "file {file_id}: order {id} changed but its row was not updated"
-                ))));
-            }
+            crate::staging::changed::check_updated(updated.rows_affected(), file_id, *id)?;
             if *source_file != Some(file_id) {
                 counts.updated += 1;
             }
@@ -197,7 +190,7 @@ impl PgStaging {
                 .bind(id)
                 .bind(run_id)
                 .bind(status)
-                .bind(crate::staging::orders::requeue_message(file_id, status))
+                .bind(crate::staging::changed::requeue_message(file_id, status))
                 .execute(&mut *tx)
                 .await?;
             }
