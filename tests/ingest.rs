@@ -374,3 +374,63 @@ fn inbox_files_are_archived_and_unsettled_files_are_left() {
     assert!(ws.path().join("archive/fresh.csv").exists());
     assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders"), 1);
 }
+
+/// New orders between orders already staged, in one chunk: each order keeps its own payload,
+/// the changed one's is replaced, and the new ones get the next ids in file order.
+#[test]
+fn new_orders_among_staged_ones_each_keep_their_own_payload() {
+    let ws = Workspace::new();
+    channel_config(&ws);
+    let first = ws.write_file("in/1.csv", &shopify_csv(6, 1, "P"));
+    assert_code(
+        &ws.run(&["ingest", "--channel", "shop", first.to_str().unwrap()]),
+        0,
+    );
+    let all = shopify_csv(10, 1, "P");
+    let mut lines = all.lines();
+    let header = lines.next().unwrap();
+    let rows: Vec<&str> = lines.collect();
+    let mut second = format!("{header}\n");
+    for i in [6, 0, 7, 1, 8, 2, 9, 3, 4, 5] {
+        let row = if i == 2 {
+            rows[i].replacen("Tee 0,10.00", "Tee 0,12.00", 1)
+        } else {
+            rows[i].to_string()
+        };
+        second.push_str(&row);
+        second.push('\n');
+    }
+    let second = ws.write_file("in/2.csv", &second);
+    let out = ws.run(&["ingest", "--channel", "shop", second.to_str().unwrap()]);
+    assert_code(&out, 0);
+
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders"), 10);
+    assert_eq!(
+        ws.query_strings(
+            "SELECT orders_new || ' new, ' || orders_updated || ' updated, ' || orders_unchanged || ' unchanged'
+             FROM source_files WHERE id = 2"
+        ),
+        vec!["4 new, 1 updated, 5 unchanged"]
+    );
+    assert_eq!(
+        ws.query_i64(
+            "SELECT COUNT(*) FROM staged_orders
+             WHERE json_extract(payload, '$.external_id') = external_id
+               AND json_extract(payload, '$.total') = total"
+        ),
+        10,
+        "every order's payload is its own"
+    );
+    assert_eq!(
+        ws.query_strings(
+            "SELECT json_extract(payload, '$.lines[0].unit_price') FROM staged_orders WHERE external_id = '#P1002'"
+        ),
+        vec!["12.00"]
+    );
+    assert_eq!(
+        ws.query_strings(
+            "SELECT external_id FROM staged_orders WHERE source_file_id = 2 AND id > 6 ORDER BY id"
+        ),
+        vec!["#P1006", "#P1007", "#P1008", "#P1009"]
+    );
+}
