@@ -69,6 +69,16 @@ pub fn boundary_from_content_type(content_type: &str) -> Option<String> {
     })
 }
 
+/// The bytes as text; invalid UTF-8 (never expected from Dataverse) becomes U+FFFD. Valid text
+/// is checked by `str::from_utf8`, several times faster than `from_utf8_lossy`'s chunking (3 %
+/// of a submit's instructions when every reply went through it).
+fn utf8(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
 fn is_multipart(content_type: &str) -> bool {
     content_type
         .trim_start()
@@ -83,7 +93,7 @@ pub fn read_batch_response(
     content_type: &str,
     body: &[u8],
 ) -> Result<BatchReply, ReadError> {
-    let text = String::from_utf8_lossy(body);
+    let text = utf8(body);
     if !is_multipart(content_type) {
         let mut error = parse_error_body(&text);
         if error.message.is_empty() {
@@ -251,7 +261,7 @@ fn read_http_part(raw: &str) -> Result<PartResponse, ReadError> {
             .headers
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| match String::from_utf8_lossy(h.value) {
+            .map(|h| match utf8(h.value) {
                 Cow::Borrowed(v) => Cow::Borrowed(v.trim()),
                 Cow::Owned(v) => Cow::Owned(v.trim().to_string()),
             })

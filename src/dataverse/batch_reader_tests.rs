@@ -282,3 +282,18 @@ fn garbage_part_is_an_error_not_a_panic() {
         Err(ReadError::MalformedPart(_))
     ));
 }
+
+#[test]
+fn invalid_utf8_in_a_reply_is_replaced_not_refused() {
+    let body = b"{\"error\":{\"code\":\"0x80040216\",\"message\":\"bad \xff byte\"}}";
+    match read_batch_response(500, "application/json", body).unwrap() {
+        BatchReply::Rejected { status, error } => {
+            assert_eq!(status, 500);
+            assert_eq!(error.code, "0x80040216");
+            assert_eq!(error.message, "bad \u{FFFD} byte");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(utf8(b"caf\xc3\xa9"), "café");
+    assert!(matches!(utf8(b"ok"), Cow::Borrowed("ok")));
+}
