@@ -6,13 +6,19 @@ fn channel_config(ws: &Workspace) {
     ws.write_config(None, "[[channel]]\nname = \"shop\"\nformat = \"shopify\"\n");
 }
 
+/// `orderload ingest --channel shop FILE`, which must exit 0.
+fn ingest_ok(ws: &Workspace, file: &std::path::Path) -> std::process::Output {
+    let out = ws.run(&["ingest", "--channel", "shop", file.to_str().unwrap()]);
+    assert_code(&out, 0);
+    out
+}
+
 #[test]
 fn generated_shopify_file_is_staged_with_exact_counts() {
     let ws = Workspace::new();
     channel_config(&ws);
     let file = ws.write_file("in/orders.csv", &shopify_csv(40, 3, "A"));
-    let out = ws.run(&["ingest", "--channel", "shop", file.to_str().unwrap()]);
-    assert_code(&out, 0);
+    let out = ingest_ok(&ws, &file);
     assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders"), 40);
     assert_eq!(
         ws.query_i64("SELECT SUM(line_count) FROM staged_orders"),
@@ -52,13 +58,9 @@ fn the_same_file_twice_is_a_duplicate_and_stages_nothing() {
     let ws = Workspace::new();
     channel_config(&ws);
     let file = ws.write_file("in/a.csv", &shopify_csv(5, 2, "D"));
-    assert_code(
-        &ws.run(&["ingest", "--channel", "shop", file.to_str().unwrap()]),
-        0,
-    );
+    ingest_ok(&ws, &file);
     let copy = ws.write_file("in/copy-of-a.csv", &shopify_csv(5, 2, "D"));
-    let out = ws.run(&["ingest", "--channel", "shop", copy.to_str().unwrap()]);
-    assert_code(&out, 0);
+    let out = ingest_ok(&ws, &copy);
     assert!(stdout(&out).contains("duplicates: 1"), "{}", stdout(&out));
     assert_eq!(ws.query_i64("SELECT COUNT(*) FROM source_files"), 1);
     assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders"), 5);
@@ -70,15 +72,11 @@ fn a_changed_order_is_updated_and_an_unchanged_one_is_a_no_op() {
     let ws = Workspace::new();
     channel_config(&ws);
     let first = ws.write_file("in/1.csv", &shopify_csv(3, 1, "C"));
-    assert_code(
-        &ws.run(&["ingest", "--channel", "shop", first.to_str().unwrap()]),
-        0,
-    );
+    ingest_ok(&ws, &first);
     // Same orders; one gets another line price.
     let changed = shopify_csv(3, 1, "C").replacen("Tee 0,10.00", "Tee 0,12.00", 1);
     let second = ws.write_file("in/2.csv", &changed);
-    let out = ws.run(&["ingest", "--channel", "shop", second.to_str().unwrap()]);
-    assert_code(&out, 0);
+    ingest_ok(&ws, &second);
     assert_eq!(
         ws.query_i64("SELECT orders_updated FROM source_files WHERE id = 2"),
         1
@@ -111,10 +109,7 @@ fn orders_staged_with_first_version_hashes_are_still_recognised() {
     let ws = Workspace::new();
     channel_config(&ws);
     let first = ws.write_file("in/1.csv", &shopify_csv(3, 1, "V"));
-    assert_code(
-        &ws.run(&["ingest", "--channel", "shop", first.to_str().unwrap()]),
-        0,
-    );
+    ingest_ok(&ws, &first);
     // Rewrite the stored hashes as an older orderload wrote them.
     let conn = rusqlite::Connection::open(ws.db_path()).unwrap();
     let rows: Vec<(i64, String)> = conn
@@ -136,10 +131,7 @@ fn orders_staged_with_first_version_hashes_are_still_recognised() {
     // The same orders (one changed) in a file with other bytes: unchanged ones stay no-ops.
     let changed = shopify_csv(3, 1, "V").replacen("Tee 0,10.00", "Tee 0,12.00", 1);
     let second = ws.write_file("in/2.csv", &changed);
-    assert_code(
-        &ws.run(&["ingest", "--channel", "shop", second.to_str().unwrap()]),
-        0,
-    );
+    ingest_ok(&ws, &second);
     assert_eq!(
         ws.query_i64("SELECT orders_unchanged FROM source_files WHERE id = 2"),
         2
@@ -222,20 +214,14 @@ fn a_succeeded_order_whose_content_changed_goes_back_to_pending() {
     let ws = Workspace::new();
     channel_config(&ws);
     let first = ws.write_file("in/1.csv", &shopify_csv(2, 1, "S"));
-    assert_code(
-        &ws.run(&["ingest", "--channel", "shop", first.to_str().unwrap()]),
-        0,
-    );
+    ingest_ok(&ws, &first);
     let conn = rusqlite::Connection::open(ws.db_path()).unwrap();
     conn.execute("UPDATE staged_orders SET status = 'succeeded'", [])
         .unwrap();
     drop(conn);
     let changed = shopify_csv(2, 1, "S").replacen("Tee 0,10.00", "Tee 0,11.00", 1);
     let second = ws.write_file("in/2.csv", &changed);
-    assert_code(
-        &ws.run(&["ingest", "--channel", "shop", second.to_str().unwrap()]),
-        0,
-    );
+    ingest_ok(&ws, &second);
     assert_eq!(
         ws.query_strings("SELECT status FROM staged_orders ORDER BY external_id"),
         vec!["pending", "succeeded"]
@@ -308,10 +294,7 @@ fn the_database_file_is_private() {
     let ws = Workspace::new();
     channel_config(&ws);
     let file = ws.write_file("in/orders.csv", &shopify_csv(1, 1, "P"));
-    assert_code(
-        &ws.run(&["ingest", "--channel", "shop", file.to_str().unwrap()]),
-        0,
-    );
+    ingest_ok(&ws, &file);
     let mode = std::fs::metadata(ws.db_path())
         .unwrap()
         .permissions()
@@ -382,10 +365,7 @@ fn new_orders_among_staged_ones_each_keep_their_own_payload() {
     let ws = Workspace::new();
     channel_config(&ws);
     let first = ws.write_file("in/1.csv", &shopify_csv(6, 1, "P"));
-    assert_code(
-        &ws.run(&["ingest", "--channel", "shop", first.to_str().unwrap()]),
-        0,
-    );
+    ingest_ok(&ws, &first);
     let all = shopify_csv(10, 1, "P");
     let mut lines = all.lines();
     let header = lines.next().unwrap();
@@ -401,8 +381,7 @@ fn new_orders_among_staged_ones_each_keep_their_own_payload() {
         second.push('\n');
     }
     let second = ws.write_file("in/2.csv", &second);
-    let out = ws.run(&["ingest", "--channel", "shop", second.to_str().unwrap()]);
-    assert_code(&out, 0);
+    ingest_ok(&ws, &second);
 
     assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders"), 10);
     assert_eq!(
