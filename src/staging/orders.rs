@@ -446,7 +446,7 @@ impl SqliteStaging {
                     .bind(id)
                     .execute(&mut **tx)
                     .await?;
-                    changed::check_updated(updated.rows_affected(), file_id, *id)?;
+                    changed::check_updated(updated.rows_affected(), file_id, &key)?;
                     if *source_file != Some(file_id) {
                         counts.updated += 1;
                     }

@@ -5,6 +5,7 @@
 use super::PgStaging;
 use crate::channels::RejectedRow;
 use crate::model::Order;
+use crate::staging::changed;
 use crate::staging::prepare::{merge_into, PreparedChunk, PreparedOrder};
 use crate::staging::{
     ChunkCounts, ClaimedOrder, ForeignClaims, RecordedOutcome, StagingError, StartedBatch,
@@ -152,7 +153,7 @@ impl PgStaging {
                 continue;
             }
             let p = prepared;
-            let requeue = crate::staging::changed::requeues(status);
+            let requeue = changed::requeues(status);
             let to_status = if requeue { "pending" } else { status.as_str() };
             let updated = sqlx::query(
                 "UPDATE staged_orders SET payload = $1, content_hash = $2, currency = $3, total = $4, line_count = $5,
@@ -177,7 +178,7 @@ impl PgStaging {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-            crate::staging::changed::check_updated(updated.rows_affected(), file_id, *id)?;
+            changed::check_updated(updated.rows_affected(), file_id, &key)?;
             if *source_file != Some(file_id) {
                 counts.updated += 1;
             }
@@ -190,7 +191,7 @@ impl PgStaging {
                 .bind(id)
                 .bind(run_id)
                 .bind(status)
-                .bind(crate::staging::changed::requeue_message(file_id, status))
+                .bind(changed::requeue_message(file_id, status))
                 .execute(&mut *tx)
                 .await?;
             }
