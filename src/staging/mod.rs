@@ -15,6 +15,7 @@ mod prepare;
 mod rerun;
 mod runs;
 mod sqlite;
+mod sqlite_memory;
 mod time;
 
 pub use lease::{LeaseError, LeaseInfo};

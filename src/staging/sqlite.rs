@@ -41,6 +41,7 @@ impl SqliteStaging {
             path: path.display().to_string(),
             source,
         })?;
+        super::sqlite_memory::configure();
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
             .map_err(|source| StagingError::Open {
                 path: path.display().to_string(),
