@@ -197,4 +197,89 @@ mod tests {
             assert!(closed.is_ok(), "round {round}: close did not return");
         }
     }
+
+    /// A database made before migration 4 (full indexes on `batch_id`) is upgraded on open:
+    /// the indexes become partial, lookups by batch still use them and find the same rows,
+    /// and the connections are back to temporary storage in memory afterwards.
+    #[tokio::test]
+    async fn a_database_from_before_the_partial_batch_indexes_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("u.db").display());
+        let staging = SqliteStaging::open(&url).await.unwrap();
+        let mut w = staging.writer().await.unwrap();
+        for sql in [
+            "DROP INDEX staged_orders_by_batch",
+            "CREATE INDEX staged_orders_by_batch ON staged_orders (batch_id)",
+            "DROP INDEX ledger_by_batch",
+            "CREATE INDEX ledger_by_batch ON ledger (batch_id)",
+            "DELETE FROM _sqlx_migrations WHERE version = 4",
+            "INSERT INTO staged_orders (channel, external_id, status, content_hash, payload, currency,
+                 line_count, row_count, source_rows, order_created_at, staged_at, updated_at, batch_id)
+             VALUES ('shop', '#1', 'succeeded', 'h', '{}', 'EUR', 1, 1, '[1]', 't', 't', 't', 7),
+                    ('shop', '#2', 'pending', 'h', '{}', 'EUR', 1, 1, '[2]', 't', 't', 't', NULL)",
+            "INSERT INTO ledger (order_id, batch_id, at, to_status)
+             VALUES (1, NULL, 't', 'pending'), (1, 7, 't', 'succeeded'), (2, NULL, 't', 'pending')",
+        ] {
+            sqlx::query(sql).execute(&mut **w).await.unwrap();
+        }
+        drop(w);
+        Staging::close(&staging).await;
+
+        let staging = SqliteStaging::open(&url).await.unwrap();
+        let pool = staging.pool();
+        let index_sql: Vec<String> = sqlx::query_scalar(
+            "SELECT sql FROM sqlite_master WHERE name IN ('staged_orders_by_batch', 'ledger_by_batch') ORDER BY name",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        assert_eq!(index_sql.len(), 2);
+        assert!(
+            index_sql
+                .iter()
+                .all(|s| s.ends_with("WHERE batch_id IS NOT NULL")),
+            "{index_sql:?}"
+        );
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+            "EXPLAIN QUERY PLAN SELECT order_id FROM ledger WHERE batch_id IN (SELECT value FROM json_each('[7]'))",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        assert!(
+            plan.iter().any(|p| p.3.contains("ledger_by_batch")),
+            "{plan:?}"
+        );
+        let found: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM staged_orders WHERE batch_id = 7
+             UNION ALL SELECT order_id FROM ledger WHERE batch_id = 7",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        assert_eq!(found, vec![1, 1]);
+        // 2 = MEMORY on every connection (the pool holds at most 4, the migration's among
+        // them): the migration's switch to files did not outlive it.
+        let mut writer = staging.writer().await.unwrap();
+        let mut others = Vec::new();
+        for _ in 0..3 {
+            others.push(pool.acquire().await.unwrap());
+        }
+        let mut temp_store = vec![sqlx::query_scalar::<_, i64>("PRAGMA temp_store")
+            .fetch_one(&mut **writer)
+            .await
+            .unwrap()];
+        for c in &mut others {
+            temp_store.push(
+                sqlx::query_scalar("PRAGMA temp_store")
+                    .fetch_one(&mut **c)
+                    .await
+                    .unwrap(),
+            );
+        }
+        assert_eq!(temp_store, vec![2, 2, 2, 2]);
+        drop(others);
+        drop(writer);
+        Staging::close(&staging).await;
+    }
 }
