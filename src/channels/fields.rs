@@ -39,6 +39,23 @@ impl Problem {
     }
 }
 
+/// `str::trim`, with a fast path for the usual cell, which neither starts nor ends with
+/// whitespace: an ASCII byte that is not whitespace at both ends means nothing to trim.
+/// Anything else (whitespace, or a non-ASCII character such as a no-break space, at either
+/// end) goes to `str::trim`. Cells are trimmed several times on their way (by name lookup,
+/// then by each field parser): the general trim was ~10 % of the parser thread.
+#[inline]
+pub(crate) fn trim(s: &str) -> &str {
+    // char::is_whitespace over ASCII: \t \n \x0B \x0C \r and space.
+    fn plain(b: u8) -> bool {
+        b.is_ascii() && !matches!(b, b'\t'..=b'\r' | b' ')
+    }
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(&first), Some(&last)) if plain(first) && plain(last) => s,
+        _ => s.trim(),
+    }
+}
+
 /// Strip one leading `'` that an exporter added to stop spreadsheets mangling the value
 /// (`'4001`, `'+46 70…`, SkyVerge's `'-5.00`). Anything else is kept as is.
 pub(crate) fn strip_apostrophe(value: &str) -> &str {
@@ -47,20 +64,20 @@ pub(crate) fn strip_apostrophe(value: &str) -> &str {
 
 /// `None` for an empty cell, else the trimmed text.
 pub(crate) fn text(value: &str) -> Option<String> {
-    let v = value.trim();
+    let v = trim(value);
     (!v.is_empty()).then(|| v.to_string())
 }
 
 /// Like [`text`] after [`strip_apostrophe`]; for ZIPs, phones and address cells.
 pub(crate) fn text_unquoted(value: &str) -> Option<String> {
-    text(strip_apostrophe(value.trim()))
+    text(strip_apostrophe(trim(value)))
 }
 
 /// Parse a money cell: plain decimal with a dot (`699.00`, `0`, `3.3`, `-10.00`). With
 /// `decimal_comma`, `370,00` is accepted too (spreadsheets saved in comma-decimal locales).
 /// Thousands separators, symbols and exponents are refused: never guessed.
 pub(crate) fn money(column: &str, value: &str, decimal_comma: bool) -> Result<Decimal, Problem> {
-    let v = strip_apostrophe(value.trim());
+    let v = strip_apostrophe(trim(value));
     let bad = |what: &str| {
         Problem::new(
             column,
@@ -98,7 +115,7 @@ pub(crate) fn money_opt(
     value: &str,
     decimal_comma: bool,
 ) -> Result<Option<Decimal>, Problem> {
-    if value.trim().is_empty() {
+    if trim(value).is_empty() {
         Ok(None)
     } else {
         money(column, value, decimal_comma).map(Some)
@@ -120,7 +137,7 @@ pub(crate) fn unit_price(
     value: &str,
     decimal_comma: bool,
 ) -> Result<Decimal, Problem> {
-    if value.trim().is_empty() {
+    if trim(value).is_empty() {
         return Err(Problem::new(
             column,
             "missing_value",
@@ -140,7 +157,7 @@ pub(crate) fn unit_price(
 
 /// A line quantity: more than zero and at most [`MAX_QUANTITY`].
 pub(crate) fn quantity(column: &str, value: &str) -> Result<Decimal, Problem> {
-    let v = value.trim();
+    let v = trim(value);
     let bad = |what: &str| {
         Problem::new(
             column,
@@ -191,7 +208,7 @@ pub(crate) fn unit_from_extended(
 
 /// A currency code; unknown codes are an order-level problem.
 pub(crate) fn currency(column: &str, value: &str) -> Result<CurrencyCode, Problem> {
-    if value.trim().is_empty() {
+    if trim(value).is_empty() {
         return Err(Problem::new(
             column,
             "missing_value",
@@ -269,7 +286,7 @@ pub(crate) fn timestamp(
     value: &str,
     zone: Option<chrono_tz::Tz>,
 ) -> Result<Timestamp, Problem> {
-    let v = value.trim();
+    let v = trim(value);
     let bad = |why: &str| {
         Problem::new(
             column,
@@ -368,6 +385,11 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn trim_is_str_trim(s in "[ \t\n\x0B\x0C\r\u{85}\u{A0}\u{2003}\u{1F}a-z0-9é]{0,6}") {
+            proptest::prop_assert_eq!(trim(&s), s.trim());
+        }
+
         #[test]
         fn the_fast_date_path_never_disagrees_with_chrono(
             y in 0u32..10_000, mo in 0u32..14, d in 0u32..33, h in 0u32..26, mi in 0u32..62,

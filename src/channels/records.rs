@@ -118,7 +118,7 @@ impl Record<'_> {
         self.columns
             .position(column)
             .and_then(|i| self.fields.get(i))
-            .map(str::trim)
+            .map(super::fields::trim)
             .unwrap_or("")
     }
 
