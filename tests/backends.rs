@@ -54,7 +54,48 @@ both!(
     a_killed_submitter_is_recovered_without_duplicates,
     two_ingests_of_one_file_at_once_stage_it_once,
     new_content_for_an_order_in_flight_withdraws_the_claim,
+    a_database_upgraded_by_a_newer_orderload_is_refused_naming_the_migration,
 );
+
+/// After a rollback of the binary, the database carries a migration this orderload does not
+/// have: every command refuses it (exit 1) with a message that says what happened, and
+/// changes nothing.
+async fn a_database_upgraded_by_a_newer_orderload_is_refused_naming_the_migration(
+    backend: Backend,
+) {
+    let Some(ws) = workspace(backend, "newer_schema") else {
+        return;
+    };
+    ws.write_config(None, SHOP);
+    ingest(&ws, "a.csv", &shopify_csv(2, 1, "N"));
+    let checksum = match backend {
+        Backend::Sqlite => "x'00'",
+        Backend::Postgres => "'\\x00'::bytea",
+    };
+    let added = ws.query_i64(&format!(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (999, 'from a newer orderload', {}, {checksum}, 0) RETURNING version",
+        if backend == Backend::Sqlite {
+            "1"
+        } else {
+            "true"
+        }
+    ));
+    assert_eq!(added, 999);
+    let file = ws.write_file("in/b.csv", &shopify_csv(2, 1, "M"));
+    let file = file.to_str().unwrap();
+    for args in [&["report"][..], &["ingest", "--channel", "shop", file][..]] {
+        let out = ws.run(args);
+        assert_code(&out, 1);
+        let err = stderr(&out);
+        assert!(
+            err.contains("schema migration 999, which this orderload does not know")
+                && err.contains("a newer orderload upgraded it"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders"), 2);
+}
 
 fn ingest(ws: &Workspace, name: &str, csv: &str) {
     ingest_expecting(ws, name, csv, 0)

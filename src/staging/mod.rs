@@ -44,6 +44,13 @@ pub enum StagingError {
     },
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database carries a migration this binary does not have: a newer orderload upgraded
+    /// it (after a rollback of the binary, say). Its schema may not be what this code expects.
+    #[error(
+        "the database has schema migration {applied}, which this orderload does not know (it knows 1–{known}): \
+         a newer orderload upgraded it; run that version or a later one against it"
+    )]
+    NewerSchema { applied: i64, known: i64 },
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
     #[error("stored order {id} is not valid JSON: {source}")]
@@ -79,6 +86,21 @@ pub async fn open_with(
         Ok(Arc::new(PgStaging::open_with(url, migration_url).await?))
     } else {
         Ok(Arc::new(SqliteStaging::open(url).await?))
+    }
+}
+
+/// A migration error as the operator needs it: a migration applied to the database but
+/// unknown to this binary is [`StagingError::NewerSchema`].
+fn migration_error(
+    e: sqlx::migrate::MigrateError,
+    migrator: &sqlx::migrate::Migrator,
+) -> StagingError {
+    match e {
+        sqlx::migrate::MigrateError::VersionMissing(applied) => StagingError::NewerSchema {
+            applied,
+            known: migrator.iter().map(|m| m.version).max().unwrap_or(0),
+        },
+        e => StagingError::Migrate(e),
     }
 }
 

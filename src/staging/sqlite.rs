@@ -93,11 +93,17 @@ impl SqliteStaging {
         loop {
             match migrator.run(&pool).await {
                 Ok(()) => break,
+                // A migration the binary does not have, or one changed since it was applied,
+                // stays so: only a lost race is worth another try.
+                Err(
+                    e @ (sqlx::migrate::MigrateError::VersionMissing(_)
+                    | sqlx::migrate::MigrateError::VersionMismatch(_)),
+                ) => return Err(super::migration_error(e, &migrator)),
                 Err(_) if attempt < 5 => {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(super::migration_error(e, &migrator)),
             }
         }
         let checkpointer = std::sync::Arc::new(checkpoint::start(pool.clone()));

@@ -35,9 +35,12 @@ impl PgStaging {
                 let direct_pool = connect(direct, 1).await?;
                 let r = migrator.run(&direct_pool).await;
                 direct_pool.close().await;
-                r?;
+                r.map_err(|e| super::migration_error(e, &migrator))?;
             }
-            None => migrator.run(&pool).await?,
+            None => migrator
+                .run(&pool)
+                .await
+                .map_err(|e| super::migration_error(e, &migrator))?,
         }
         Ok(Self { pool })
     }
