@@ -68,18 +68,13 @@ async fn a_database_upgraded_by_a_newer_orderload_is_refused_naming_the_migratio
     };
     ws.write_config(None, SHOP);
     ingest(&ws, "a.csv", &shopify_csv(2, 1, "N"));
-    let checksum = match backend {
-        Backend::Sqlite => "x'00'",
-        Backend::Postgres => "'\\x00'::bytea",
+    let (success, checksum) = match backend {
+        Backend::Sqlite => ("1", "x'00'"),
+        Backend::Postgres => ("true", "'\\x00'::bytea"),
     };
     let added = ws.query_i64(&format!(
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
-         VALUES (999, 'from a newer orderload', {}, {checksum}, 0) RETURNING version",
-        if backend == Backend::Sqlite {
-            "1"
-        } else {
-            "true"
-        }
+         VALUES (999, 'from a newer orderload', {success}, {checksum}, 0) RETURNING version"
     ));
     assert_eq!(added, 999);
     let file = ws.write_file("in/b.csv", &shopify_csv(2, 1, "M"));

@@ -10,6 +10,9 @@ use std::time::Duration;
 /// Page size of new database files (existing files keep theirs).
 const PAGE_SIZE: u32 = 8192;
 
+/// Connections of a process's pool: the kept writer, readers, the checkpoint task.
+const MAX_CONNECTIONS: u32 = 4;
+
 /// Staging in one SQLite file.
 #[derive(Clone)]
 pub struct SqliteStaging {
@@ -68,7 +71,7 @@ impl SqliteStaging {
         let mut attempt: u64 = 0;
         let pool = loop {
             match SqlitePoolOptions::new()
-                .max_connections(4)
+                .max_connections(MAX_CONNECTIONS)
                 .connect_with(options.clone())
                 .await
             {
@@ -93,13 +96,12 @@ impl SqliteStaging {
         loop {
             match migrator.run(&pool).await {
                 Ok(()) => break,
-                // A migration the binary does not have, or one changed since it was applied,
-                // stays so: only a lost race is worth another try.
+                // A lost race is a database error while running a migration; anything else
+                // (a migration this binary does not have, one changed since) stays so.
                 Err(
-                    e @ (sqlx::migrate::MigrateError::VersionMissing(_)
-                    | sqlx::migrate::MigrateError::VersionMismatch(_)),
-                ) => return Err(super::migration_error(e, &migrator)),
-                Err(_) if attempt < 5 => {
+                    sqlx::migrate::MigrateError::Execute(_)
+                    | sqlx::migrate::MigrateError::ExecuteMigration(..),
+                ) if attempt < 5 => {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
                 }
@@ -264,11 +266,11 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(found, vec![1, 1]);
-        // 2 = MEMORY on every connection (the pool holds at most 4, the migration's among
-        // them): the migration's switch to files did not outlive it.
+        // 2 = MEMORY on every connection of the pool (the migration's among them): the
+        // migration's switch to files did not outlive it.
         let mut writer = staging.writer().await.unwrap();
         let mut others = Vec::new();
-        for _ in 0..3 {
+        for _ in 1..MAX_CONNECTIONS {
             others.push(pool.acquire().await.unwrap());
         }
         let mut temp_store = vec![sqlx::query_scalar::<_, i64>("PRAGMA temp_store")
@@ -283,7 +285,7 @@ mod tests {
                     .unwrap(),
             );
         }
-        assert_eq!(temp_store, vec![2, 2, 2, 2]);
+        assert_eq!(temp_store, vec![2; MAX_CONNECTIONS as usize]);
         drop(others);
         drop(writer);
         Staging::close(&staging).await;

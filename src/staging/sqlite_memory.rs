@@ -25,13 +25,12 @@ fn layout(size: usize) -> Option<Layout> {
     Layout::from_size_align(size.checked_add(HEADER)?, ALIGN).ok()
 }
 
-/// Whether SQLite took these settings (it was not initialized before `configure`).
-static IN_USE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Whether SQLite took these settings (it was not initialized before the first call).
+static IN_USE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
-/// Apply the settings; later calls do nothing.
-pub(super) fn configure() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
+/// Apply the settings; later calls do nothing. Returns whether SQLite uses them.
+pub(super) fn configure() -> bool {
+    *IN_USE.get_or_init(|| {
         let methods = ffi::sqlite3_mem_methods {
             xMalloc: Some(x_malloc),
             xFree: Some(x_free),
@@ -44,8 +43,8 @@ pub(super) fn configure() {
         };
         // SAFETY: sqlite3_config with these two options takes an int and a pointer to a
         // sqlite3_mem_methods that it copies before returning. It is not thread-safe, which
-        // `Once` covers for our calls; it returns SQLITE_MISUSE (and changes nothing) once
-        // SQLite is initialized.
+        // `get_or_init` covers for our calls; it returns SQLITE_MISUSE (and changes nothing)
+        // once SQLite is initialized.
         let (memstatus, malloc) = unsafe {
             (
                 ffi::sqlite3_config(ffi::SQLITE_CONFIG_MEMSTATUS, 0 as c_int),
@@ -56,7 +55,6 @@ pub(super) fn configure() {
             )
         };
         let took = memstatus == ffi::SQLITE_OK && malloc == ffi::SQLITE_OK;
-        IN_USE.store(took, std::sync::atomic::Ordering::Relaxed);
         if !took {
             tracing::debug!(
                 memstatus,
@@ -64,7 +62,20 @@ pub(super) fn configure() {
                 "SQLite was initialized already; its default allocator stays"
             );
         }
-    });
+        took
+    })
+}
+
+/// Record the user size `n` in the header of the block at `base` and return its user part.
+///
+/// # Safety
+/// `base` is a live block of `layout(n)`.
+unsafe fn publish(base: *mut u8, n: usize) -> *mut c_void {
+    // SAFETY: the block holds HEADER + n bytes, 8-byte aligned.
+    unsafe {
+        base.cast::<usize>().write(n);
+        base.add(HEADER).cast()
+    }
 }
 
 unsafe extern "C" fn x_malloc(n: c_int) -> *mut c_void {
@@ -76,11 +87,8 @@ unsafe extern "C" fn x_malloc(n: c_int) -> *mut c_void {
     if base.is_null() {
         return base.cast();
     }
-    // SAFETY: the block holds HEADER + n bytes, 8-byte aligned.
-    unsafe {
-        base.cast::<usize>().write(n as usize);
-        base.add(HEADER).cast()
-    }
+    // SAFETY: just allocated with `layout(n)`.
+    unsafe { publish(base, layout.size() - HEADER) }
 }
 
 /// The block's start and the size it was allocated with.
@@ -127,8 +135,7 @@ unsafe extern "C" fn x_realloc(p: *mut c_void, n: c_int) -> *mut c_void {
         if moved.is_null() {
             return std::ptr::null_mut();
         }
-        moved.cast::<usize>().write(n as usize);
-        moved.add(HEADER).cast()
+        publish(moved, new.size() - HEADER)
     }
 }
 
@@ -209,7 +216,7 @@ mod tests {
         assert_eq!((len, n), (3_000_000, 20_000));
         // Every SQLite connection of this test process is opened by `SqliteStaging::open`,
         // so the hooks were installed before SQLite initialized.
-        assert!(IN_USE.load(std::sync::atomic::Ordering::Relaxed));
+        assert!(configure());
         super::super::Staging::close(&staging).await;
     }
 }
