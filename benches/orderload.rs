@@ -13,8 +13,11 @@
 //! `ORDERLOAD_BENCH_KEEP=1` to keep it), and the release binary is run as a child process.
 //!
 //! Helper modes of this binary: `baseline FILE DB` (the ingest baseline, run as a child so its
-//! memory is measured like orderload's) and `generate ROWS FILE` (write a file for profiling).
+//! memory is measured like orderload's), `submit-at-once DB` (the submit job against a target
+//! that answers at once, run as a child of `overhead`) and `generate ROWS FILE` (write a file
+//! for profiling).
 
+mod answer_at_once;
 mod baseline;
 mod generate;
 mod ingest;
@@ -25,6 +28,12 @@ mod workers;
 
 use anyhow::Context as _;
 use std::path::PathBuf;
+
+// The binary's allocator (src/main.rs), so that the job run here (`submit-at-once`, with
+// SQLite allocating through it as in the binary) costs what it costs there. The baseline's
+// work happens in SQLite's own allocator and in a reused csv record, which this does not touch.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// What every section needs.
 pub struct Bench {
@@ -58,6 +67,11 @@ fn main() -> anyhow::Result<()> {
         Some("baseline") if args.len() == 3 => {
             let rows = baseline::load_raw_rows(args[1].as_ref(), args[2].as_ref())?;
             println!("{rows}");
+            return Ok(());
+        }
+        Some("submit-at-once") if args.len() == 2 => {
+            let n = answer_at_once::submit(args[1].as_ref(), submit::BATCH_SIZE as usize)?;
+            println!("{n}");
             return Ok(());
         }
         Some("generate") if args.len() == 3 => {
