@@ -110,6 +110,20 @@ fn wait_with_rusage(pid: u32) -> anyhow::Result<(i32, u64, f64)> {
     Ok((code, usage.ru_maxrss.max(0) as u64, cpu))
 }
 
+/// CPU seconds (user + system) this process has used so far, all threads: around a child's
+/// run, what the in-process emulator spent serving it.
+#[allow(unsafe_code)]
+pub fn own_cpu_secs() -> f64 {
+    // SAFETY: an all-zero rusage is a valid value; getrusage fills it in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: usage points to a live local.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
 /// The release binary under test: the one cargo built for this bench run, or
 /// `target/release/orderload` (built with `cargo build --release` when missing).
 pub fn orderload_binary() -> anyhow::Result<PathBuf> {

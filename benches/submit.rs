@@ -228,6 +228,7 @@ pub fn overhead(b: &Bench, rt: &Runtime) -> anyhow::Result<()> {
         bail!("generated {} orders, wanted {orders}", g.orders);
     }
     let (mut ingests, mut submits, mut alone) = (Vec::new(), Vec::new(), Vec::new());
+    let mut emulator_cpus = Vec::new();
     let mut requests = serde_json::Value::Null;
     for run in 1..=runs {
         // A fresh emulator each run: every order is created, as on a first night.
@@ -254,12 +255,14 @@ pub fn overhead(b: &Bench, rt: &Runtime) -> anyhow::Result<()> {
         let at_once_db = b.dir.join(format!("overhead-{run}-at-once.db"));
         remove_db(&at_once_db);
         copy_db(&db, &at_once_db)?;
+        let emulator_cpu = measure::own_cpu_secs();
         let submit = run_checked(
             &mut submit_cmd(b, &config),
             &b.dir,
             &format!("overhead-{run}-submit"),
             &[0],
         );
+        emulator_cpus.push(measure::own_cpu_secs() - emulator_cpu);
         let state = rt.block_on(emu.state());
         stop_emulator(rt, emu);
         let submit = submit?;
@@ -315,15 +318,23 @@ pub fn overhead(b: &Bench, rt: &Runtime) -> anyhow::Result<()> {
         cpu(&alone),
         a / i
     );
+    let e = median(emulator_cpus);
     println!(
-        "  the emulator (in this process) is the rest of the machine's time; a submit CPU far below its wall time means waiting on it;"
+        "  emulator (in this process) during the submit: CPU {e:>6.1} s; on both of this machine's {} cores that alone is {:.2}× the ingest",
+        cores(),
+        e / cores() as f64 / i
     );
     println!(
-        "  the job alone is the floor of the submit with this ledger: its claims, batch rows, outcomes and ledger events"
+        "  the job alone is the floor of the submit with this ledger (its claims, batch rows, outcomes and ledger events); the emulator's share is the floor of its side"
     );
     println!(
         "  emulator (last run): {} requests ({} $batch); every order succeeded, once",
         requests["requests"], requests["batches"]
     );
     Ok(())
+}
+
+/// CPUs this process may run on.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
