@@ -258,46 +258,66 @@ fn ungroup(number: &str) -> Option<String> {
     ok.then(|| format!("{}.{frac}", groups.concat()))
 }
 
-/// Digits a postal code has in countries where codes may start with `0`.
-fn postal_digits(country: &str) -> Option<usize> {
-    let c = country.trim().to_ascii_lowercase();
-    let five = [
-        "us",
-        "usa",
-        "united states",
-        "united states of america",
-        "de",
-        "germany",
-        "deutschland",
-        "fr",
-        "france",
-        "it",
-        "italy",
-        "es",
-        "spain",
-        "fi",
-        "finland",
-        "mx",
-        "mexico",
-    ];
-    let four = ["au", "australia", "no", "norway"];
-    if five.contains(&c.as_str()) {
-        Some(5)
-    } else if four.contains(&c.as_str()) {
-        Some(4)
-    } else {
-        None
+/// Digits a postal code has in countries where codes may start with `0`, by country name or
+/// code (compared without case).
+const POSTAL_DIGITS: &[(&str, usize)] = &[
+    ("us", 5),
+    ("usa", 5),
+    ("united states", 5),
+    ("united states of america", 5),
+    ("de", 5),
+    ("germany", 5),
+    ("deutschland", 5),
+    ("fr", 5),
+    ("france", 5),
+    ("it", 5),
+    ("italy", 5),
+    ("es", 5),
+    ("spain", 5),
+    ("fi", 5),
+    ("finland", 5),
+    ("mx", 5),
+    ("mexico", 5),
+    ("au", 4),
+    ("australia", 4),
+    ("no", 4),
+    ("norway", 4),
+];
+
+/// The longest code of [`POSTAL_DIGITS`]: a code at least this long lost no zero anywhere.
+const LONGEST_POSTAL_CODE: usize = {
+    let (mut i, mut longest) = (0, 0);
+    while i < POSTAL_DIGITS.len() {
+        if POSTAL_DIGITS[i].1 > longest {
+            longest = POSTAL_DIGITS[i].1;
+        }
+        i += 1;
     }
+    longest
+};
+
+fn postal_digits(country: &str) -> Option<usize> {
+    let c = country.trim();
+    POSTAL_DIGITS
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(c))
+        .map(|&(_, n)| n)
 }
 
 /// Is this postal code shorter than its country's codes (leading zeros lost)?
 pub(crate) fn lost_leading_zero(postal: &str, country: &str) -> bool {
     let p = super::fields::strip_apostrophe(postal.trim());
-    let main = p.split('-').next().unwrap_or("");
-    let Some(n) = postal_digits(country) else {
+    // The part before a ZIP+4 suffix (a byte scan: codes are a few bytes long).
+    let main = &p[..p.bytes().position(|b| b == b'-').unwrap_or(p.len())];
+    // Most codes are long enough for any country: decided without looking at the country
+    // (which lowercases it), on every record of a file with postal columns.
+    if main.is_empty()
+        || main.len() >= LONGEST_POSTAL_CODE
+        || !main.bytes().all(|b| b.is_ascii_digit())
+    {
         return false;
-    };
-    !main.is_empty() && main.bytes().all(|b| b.is_ascii_digit()) && main.len() < n
+    }
+    postal_digits(country).is_some_and(|n| main.len() < n)
 }
 
 fn is_postal_column(name: &str) -> bool {
@@ -467,6 +487,11 @@ mod tests {
         assert!(lost_leading_zero("800", "AU"));
         assert!(!lost_leading_zero("03104", "US"));
         assert!(!lost_leading_zero("SW1A 1AA", "GB"));
+        assert!(lost_leading_zero("213", " norway "));
+        assert!(!lost_leading_zero("2134", "Norway"));
+        assert!(lost_leading_zero("'2134", "FRANCE"));
+        assert!(!lost_leading_zero("2134", "Atlantis"));
+        assert_eq!(LONGEST_POSTAL_CODE, 5);
         assert!(!lost_leading_zero("1010", "AT"));
     }
 }
