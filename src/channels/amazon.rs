@@ -79,7 +79,7 @@ pub(crate) struct AmazonRow {
     ship_promotion: Decimal,
 }
 
-fn money0(rec: &Record, column: &str) -> Result<Decimal, Problem> {
+fn money0(rec: &Record, column: &'static str) -> Result<Decimal, Problem> {
     fields::money_or_zero(column, rec.get(column), false)
 }
 

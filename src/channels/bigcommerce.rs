@@ -145,7 +145,7 @@ pub(crate) struct BigCommerce {
 }
 
 fn address(rec: &Record, kind: &str) -> Option<Address> {
-    let g = |c: &str| rec.get(&format!("{kind} {c}")).to_string();
+    let g = |c: &str| rec.get_named(&format!("{kind} {c}")).to_string();
     non_empty(Address {
         name: full_name(&g("First Name"), &g("Last Name")),
         company: text(&g("Company")),
@@ -188,7 +188,7 @@ impl RowAdapter for BigCommerce {
             (_, Some(d)) => fields::currency("currency", d)?,
             _ => return Err(Problem::missing("Order Currency Code")),
         };
-        let m = |c: &str| fields::money_opt(c, rec.get(c), false);
+        let m = |c: &'static str| fields::money_opt(c, rec.get(c), false);
         let billing = address(rec, "Billing");
         let head = OrderHead {
             created,

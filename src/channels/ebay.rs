@@ -170,12 +170,12 @@ impl Ebay {
     }
 
     fn get<'a>(&self, rec: &'a Record, key: &str) -> &'a str {
-        rec.get(self.cols.name(key))
+        rec.get_named(self.cols.name(key))
     }
 
     fn amount(&self, rec: &Record, key: &str) -> Result<Option<Amount>, Problem> {
         let col = self.cols.name(key);
-        let v = rec.get(col);
+        let v = rec.get_named(col);
         if v.is_empty() {
             return Ok(None);
         }
@@ -272,7 +272,7 @@ impl RowAdapter for Ebay {
             None
         } else {
             let qty_col = self.cols.name("qty");
-            let quantity = fields::quantity(qty_col, rec.get(qty_col))?;
+            let quantity = fields::quantity(qty_col, rec.get_named(qty_col))?;
             let sold_col = self.cols.name("sold");
             let price = self.amount(rec, "sold")?.ok_or_else(|| {
                 Problem::new(

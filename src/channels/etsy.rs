@@ -82,7 +82,7 @@ fn date(rec: &Record, zone: Option<chrono_tz::Tz>) -> Result<Timestamp, Problem>
     )
 }
 
-fn amount(rec: &Record, column: &str) -> Result<Decimal, Problem> {
+fn amount(rec: &Record, column: &'static str) -> Result<Decimal, Problem> {
     money_or_zero(column, rec.get(column), false)
 }
 
@@ -144,7 +144,7 @@ fn orders_row(rec: &Record, zone: Option<chrono_tz::Tz>) -> Result<OrdersRow, Pr
         country: text(rec.get("Ship Country")),
         phone: None,
     });
-    let required = |c: &str| -> Result<Decimal, Problem> {
+    let required = |c: &'static str| -> Result<Decimal, Problem> {
         fields::money_opt(c, rec.get(c), false)?.ok_or_else(|| Problem::missing(c))
     };
     Ok(OrdersRow {

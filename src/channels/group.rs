@@ -35,7 +35,7 @@ pub(crate) trait RowAdapter: Send {
     fn key_column(&self) -> &str;
     /// The order key of a record; empty when missing.
     fn key(&self, rec: &Record) -> String {
-        rec.get(self.key_column()).to_string()
+        rec.get_named(self.key_column()).to_string()
     }
     /// Structural check of a record (field count); default: [`extra_cells`].
     fn check_shape(&self, rec: &Record) -> Result<(), Problem> {

@@ -140,7 +140,7 @@ impl Mapped {
     /// (header, cell) of a canonical field; empty header and cell when not mapped.
     fn cell<'r>(&'r self, rec: &'r Record, field: &str) -> (&'r str, &'r str) {
         match self.mapping.get(field) {
-            Some(h) => (h.as_str(), rec.get(h)),
+            Some(h) => (h.as_str(), rec.get_named(h)),
             None => ("", ""),
         }
     }

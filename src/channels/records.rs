@@ -77,6 +77,7 @@ type NameMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<NameHasher>>;
 pub(crate) struct Columns {
     pub names: Vec<String>,
     index: NameMap<String, usize>,
+    known: KnownNames,
 }
 
 impl Columns {
@@ -85,11 +86,23 @@ impl Columns {
         for (i, n) in names.iter().enumerate() {
             index.entry(n.clone()).or_insert(i);
         }
-        Columns { names, index }
+        Columns {
+            names,
+            index,
+            known: KnownNames::default(),
+        }
     }
 
     pub fn position(&self, name: &str) -> Option<usize> {
         self.index.get(name).copied()
+    }
+
+    /// [`Columns::position`] of a name the program spells out (the adapters' column names),
+    /// remembered by the name's address.
+    pub fn position_of(&self, name: &'static str) -> Option<usize> {
+        self.known
+            .get(name)
+            .unwrap_or_else(|| self.known.put(name, self.position(name)))
     }
 
     pub fn has(&self, name: &str) -> bool {
@@ -106,6 +119,76 @@ impl Columns {
     }
 }
 
+/// Positions of `'static` column names, remembered by the name's address and length: the
+/// adapters look up the same couple of dozen literal names in every record, and hashing and
+/// comparing each name was ~17 % of the parser's instructions. A `'static` string is never
+/// freed, so its address and length stand for its text (two equal literals may share an
+/// address, which is fine: same text, same position). Open addressing with linear probing and
+/// no eviction (names that share a slot do not push each other out on every record); once
+/// the table is 3/4 full, further names are looked up by hash every time.
+#[derive(Debug, Clone)]
+struct KnownNames {
+    slots: [std::cell::Cell<KnownName>; KNOWN_SLOTS],
+    used: std::cell::Cell<usize>,
+}
+
+impl Default for KnownNames {
+    fn default() -> Self {
+        Self {
+            slots: std::array::from_fn(|_| std::cell::Cell::new(KnownName::default())),
+            used: Default::default(),
+        }
+    }
+}
+
+const KNOWN_SLOTS: usize = 128;
+
+/// A slot: the name's address and length, and its position (`usize::MAX`: not in the header;
+/// address 0: empty).
+#[derive(Debug, Clone, Copy, Default)]
+struct KnownName {
+    addr: usize,
+    len: usize,
+    position: usize,
+}
+
+impl KnownNames {
+    /// The name's slot, or the empty slot where it would go; `None` when the table is full
+    /// and the name is not in it.
+    fn find(&self, name: &'static str) -> Option<(usize, KnownName)> {
+        let addr = name.as_ptr() as usize;
+        let mut i = (addr.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 57) % KNOWN_SLOTS;
+        for _ in 0..KNOWN_SLOTS {
+            let k = self.slots[i].get();
+            if k.addr == 0 || (k.addr == addr && k.len == name.len()) {
+                return Some((i, k));
+            }
+            i = (i + 1) % KNOWN_SLOTS;
+        }
+        None
+    }
+
+    /// The remembered position (`Some(None)`: not in the header), or `None` when not known.
+    fn get(&self, name: &'static str) -> Option<Option<usize>> {
+        let (_, k) = self.find(name)?;
+        (k.addr != 0).then_some((k.position != usize::MAX).then_some(k.position))
+    }
+
+    fn put(&self, name: &'static str, position: Option<usize>) -> Option<usize> {
+        if self.used.get() * 4 < KNOWN_SLOTS * 3 {
+            if let Some((i, _)) = self.find(name) {
+                self.slots[i].set(KnownName {
+                    addr: name.as_ptr() as usize,
+                    len: name.len(),
+                    position: position.unwrap_or(usize::MAX),
+                });
+                self.used.set(self.used.get() + 1);
+            }
+        }
+        position
+    }
+}
+
 /// One data record's fields, with the header to look them up by name.
 pub(crate) struct Record<'a> {
     pub fields: &'a StringRecord,
@@ -114,9 +197,17 @@ pub(crate) struct Record<'a> {
 
 impl Record<'_> {
     /// The trimmed cell under `column`; empty when the column or the cell is missing.
-    pub fn get(&self, column: &str) -> &str {
-        self.columns
-            .position(column)
+    pub fn get(&self, column: &'static str) -> &str {
+        self.cell(self.columns.position_of(column))
+    }
+
+    /// [`Record::get`] for a column name made at run time (a configured mapping).
+    pub fn get_named(&self, column: &str) -> &str {
+        self.cell(self.columns.position(column))
+    }
+
+    fn cell(&self, position: Option<usize>) -> &str {
+        position
             .and_then(|i| self.fields.get(i))
             .map(super::fields::trim)
             .unwrap_or("")
@@ -125,7 +216,7 @@ impl Record<'_> {
     /// The trimmed cell under the first of `columns` the header has.
     pub fn get_any(&self, columns: &[&str]) -> &str {
         match self.columns.first_of(columns) {
-            Some(c) => self.get(c),
+            Some(c) => self.get_named(c),
             None => "",
         }
     }
@@ -382,6 +473,166 @@ pub(crate) fn header_cells(header_line: &str, delimiter: u8) -> Vec<String> {
 mod tests {
     use super::*;
     use std::io::Cursor;
+
+    /// Literal names, more than the table remembers (3/4 of its slots), so that names share
+    /// slots and the last ones are looked up by hash.
+    const POOL: [&str; 112] = [
+        "Name",
+        "Email",
+        "Financial Status",
+        "Paid at",
+        "Fulfillment Status",
+        "Fulfilled at",
+        "Accepts Marketing",
+        "Currency",
+        "Subtotal",
+        "Shipping",
+        "Taxes",
+        "Total",
+        "Discount Code",
+        "Discount Amount",
+        "Shipping Method",
+        "Created at",
+        "Lineitem quantity",
+        "Lineitem name",
+        "Lineitem price",
+        "Lineitem compare at price",
+        "Lineitem sku",
+        "Lineitem requires shipping",
+        "Lineitem taxable",
+        "Lineitem fulfillment status",
+        "Billing Name",
+        "Billing Street",
+        "Billing Address1",
+        "Billing Address2",
+        "Billing Company",
+        "Billing City",
+        "Billing Zip",
+        "Billing Province",
+        "Billing Country",
+        "Billing Phone",
+        "Shipping Name",
+        "Shipping Street",
+        "Shipping Address1",
+        "Shipping Address2",
+        "Shipping Company",
+        "Shipping City",
+        "Shipping Zip",
+        "Shipping Province",
+        "Shipping Country",
+        "Shipping Phone",
+        "Notes",
+        "Note Attributes",
+        "Cancelled at",
+        "Payment Method",
+        "Payment Reference",
+        "Refunded Amount",
+        "Vendor",
+        "Outstanding Balance",
+        "Employee",
+        "Location",
+        "Device ID",
+        "Id",
+        "Tags",
+        "Risk Level",
+        "Source",
+        "Lineitem discount",
+        "Tax 1 Name",
+        "Tax 1 Value",
+        "Tax 2 Name",
+        "Tax 2 Value",
+        "Tax 3 Name",
+        "Tax 3 Value",
+        "Tax 4 Name",
+        "Tax 4 Value",
+        "Tax 5 Name",
+        "Tax 5 Value",
+        "Phone",
+        "Receipt Number",
+        "Duties",
+        "Billing Province Name",
+        "Shipping Province Name",
+        "Payment ID",
+        "Payment Terms Name",
+        "Next Payment Due At",
+        "Payment References",
+        "Zip",
+        "X00",
+        "X01",
+        "X02",
+        "X03",
+        "X04",
+        "X05",
+        "X06",
+        "X07",
+        "X08",
+        "X09",
+        "X10",
+        "X11",
+        "X12",
+        "X13",
+        "X14",
+        "X15",
+        "X16",
+        "X17",
+        "X18",
+        "X19",
+        "X20",
+        "X21",
+        "X22",
+        "X23",
+        "X24",
+        "X25",
+        "X26",
+        "X27",
+        "X28",
+        "X29",
+        "X30",
+        "X31",
+    ];
+
+    #[test]
+    fn the_pool_overfills_the_table() {
+        assert!(POOL.len() > KNOWN_SLOTS * 3 / 4);
+    }
+
+    proptest::proptest! {
+        /// Remembered positions are the header's, for names in it and not, whatever the order
+        /// of the lookups and however the names share slots.
+        #[test]
+        fn remembered_positions_are_the_headers(
+            header in proptest::sample::subsequence(POOL.to_vec(), 0..=POOL.len()),
+            lookups in proptest::collection::vec(0..POOL.len(), 0..400),
+        ) {
+            let columns = Columns::new(header.iter().map(|n| n.to_string()).collect());
+            for i in lookups {
+                proptest::prop_assert_eq!(columns.position_of(POOL[i]), columns.position(POOL[i]));
+            }
+        }
+    }
+
+    #[test]
+    fn each_header_remembers_its_own_positions() {
+        let a = Columns::new(vec!["Currency".into(), "Name".into()]);
+        let b = Columns::new(vec!["Name".into()]);
+        assert_eq!(a.position_of("Currency"), Some(0));
+        assert_eq!(a.position_of("Name"), Some(1));
+        assert_eq!(b.position_of("Name"), Some(0));
+        assert_eq!(b.position_of("Currency"), None);
+        assert_eq!(a.position_of("Name"), Some(1));
+        assert_eq!(b.position_of("Currency"), None);
+        let c = a.clone();
+        assert_eq!(c.position_of("Currency"), Some(0));
+        // A name made at run time is looked up by its text.
+        let fields = StringRecord::from(vec![" EUR ", "#1"]);
+        let rec = Record {
+            fields: &fields,
+            columns: &a,
+        };
+        assert_eq!(rec.get("Currency"), "EUR");
+        assert_eq!(rec.get_named(&String::from("Name")), "#1");
+        assert_eq!(rec.get("Email"), "");
+    }
 
     fn source(text: &str, delimiter: u8, quoting: bool) -> RecordSource {
         RecordSource::new(

@@ -106,7 +106,7 @@ impl RowAdapter for Shopify {
         }
         let currency = fields::currency("Currency", rec.get("Currency"))?;
         let created = fields::timestamp("Created at", rec.get("Created at"), self.zone)?;
-        let m = |c: &str| money_opt(c, rec.get(c), false);
+        let m = |c: &'static str| money_opt(c, rec.get(c), false);
         let subtotal = m("Subtotal")?;
         let shipping_amount = m("Shipping")?;
         let tax = m("Taxes")?;

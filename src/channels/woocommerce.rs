@@ -100,7 +100,7 @@ impl RowAdapter for AlgolPlus {
             _ => default_currency(&self.default_currency)?,
         };
         let dc = self.decimal_comma;
-        let m = |cols: &[&str]| match rec.columns.first_of(cols) {
+        let m = |cols: &[&'static str]| match rec.columns.first_of(cols) {
             Some(c) => fields::money_opt(c, rec.get(c), dc),
             None => Ok(None),
         };
@@ -179,7 +179,7 @@ pub(crate) struct SkyVerge {
 }
 
 fn sky_address(rec: &Record, prefix: &str) -> Option<Address> {
-    let g = |c: &str| rec.get(&format!("{prefix}_{c}")).to_string();
+    let g = |c: &str| rec.get_named(&format!("{prefix}_{c}")).to_string();
     non_empty(Address {
         name: full_name(&g("first_name"), &g("last_name")),
         company: text_unquoted(&g("company")),
@@ -210,7 +210,7 @@ impl RowAdapter for SkyVerge {
     fn head(&self, rec: &Record) -> Result<OrderHead, Problem> {
         let created = fields::timestamp("date", rec.get("date"), self.zone)?;
         let currency = fields::currency("order_currency", rec.get("order_currency"))?;
-        let m = |c: &str| fields::money_opt(c, rec.get(c), false);
+        let m = |c: &'static str| fields::money_opt(c, rec.get(c), false);
         let tax = match (m("tax_total")?, m("shipping_tax_total")?) {
             (None, None) => None,
             (a, b) => Some(a.unwrap_or_default() + b.unwrap_or_default()),
