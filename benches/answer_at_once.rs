@@ -3,6 +3,7 @@
 //! events, reading and parsing the claimed payloads). Run as a child of the bench
 //! (`submit-at-once DB`) so its time and CPU are measured like the binary's.
 
+use orderload::config::SubmitConfig;
 use orderload::staging::RunStart;
 use orderload::submit::target::{
     OrderOutcome, OrderResult, OrderToSend, PlanError, PlannedOrder, Target, TargetError,
@@ -12,10 +13,10 @@ use orderload::submit::{LeaseGuard, SubmitOptions};
 use std::path::Path;
 use std::sync::Arc;
 
-/// Batches in flight: the loader's default `submit.max_parallel`.
-const PARALLELISM: usize = 4;
-
-struct AnswerAtOnce;
+/// Batches in flight as many as the loader's default `submit.max_parallel` allows.
+struct AnswerAtOnce {
+    parallelism: usize,
+}
 
 #[async_trait::async_trait]
 impl Target for AnswerAtOnce {
@@ -52,7 +53,7 @@ impl Target for AnswerAtOnce {
     }
 
     fn parallelism(&self) -> usize {
-        PARALLELISM
+        self.parallelism
     }
 
     fn describe_batch(&self, _orders: &[PlannedOrder]) -> String {
@@ -64,26 +65,30 @@ impl Target for AnswerAtOnce {
     }
 }
 
-/// Submit every claimable order of the SQLite database at `db`; returns how many succeeded.
+/// Submit every claimable order of the SQLite database at `db` in batches of `batch_size`,
+/// with the loader's other submit defaults; returns how many succeeded.
 pub fn submit(db: &Path, batch_size: usize) -> anyhow::Result<u64> {
+    let defaults = SubmitConfig::default();
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let staging = orderload::staging::open(&format!("sqlite://{}", db.display())).await?;
         let run_id = staging
             .begin_run(RunStart::this_process("submit", &["--bench-target".into()]))
             .await?;
-        let lease = LeaseGuard::acquire(staging.clone(), run_id, 60).await?;
+        let lease = LeaseGuard::acquire(staging.clone(), run_id, defaults.lease_secs).await?;
         let options = SubmitOptions {
             max_orders: None,
             batch_size,
-            max_attempts: 5,
-            lease_secs: 60,
+            max_attempts: defaults.max_attempts,
+            lease_secs: defaults.lease_secs,
             parent_batch: None,
             only: None,
         };
         let summary = orderload::submit::submit(
             staging.clone(),
-            Arc::new(AnswerAtOnce),
+            Arc::new(AnswerAtOnce {
+                parallelism: defaults.max_parallel,
+            }),
             &lease,
             run_id,
             &options,

@@ -105,9 +105,13 @@ fn wait_with_rusage(pid: u32) -> anyhow::Result<(i32, u64, f64)> {
     } else {
         -1
     };
+    Ok((code, usage.ru_maxrss.max(0) as u64, cpu_secs(&usage)))
+}
+
+/// User + system seconds of a `rusage`.
+fn cpu_secs(usage: &libc::rusage) -> f64 {
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    let cpu = secs(usage.ru_utime) + secs(usage.ru_stime);
-    Ok((code, usage.ru_maxrss.max(0) as u64, cpu))
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 /// CPU seconds (user + system) this process has used so far, all threads: around a child's
@@ -120,8 +124,7 @@ pub fn own_cpu_secs() -> f64 {
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
         return 0.0;
     }
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
+    cpu_secs(&usage)
 }
 
 /// The release binary under test: the one cargo built for this bench run, or

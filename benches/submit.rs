@@ -55,22 +55,37 @@ fn copy_db(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Stage `orders` generated orders through the binary's ingest; returns the ingest run.
-fn stage(b: &Bench, name: &str, config: &Path, orders: u64) -> anyhow::Result<ChildRun> {
+/// `name.csv` with `orders` generated orders, in the scratch folder.
+fn generate_orders(b: &Bench, name: &str, orders: u64) -> anyhow::Result<PathBuf> {
     let file = b.dir.join(format!("{name}.csv"));
     let g = generate_file(&file, Size::Orders(orders), 7, name)?;
+    if g.orders != orders {
+        bail!("generated {} orders, wanted {orders}", g.orders);
+    }
+    Ok(file)
+}
+
+/// Stage `orders` generated orders through the binary's ingest; returns the ingest run.
+fn stage(b: &Bench, name: &str, config: &Path, orders: u64) -> anyhow::Result<ChildRun> {
+    let file = generate_orders(b, name, orders)?;
+    let run = run_checked(
+        &mut ingest_cmd(b, config, &file),
+        &b.dir,
+        &format!("{name}-ingest"),
+        &[0],
+    )?;
+    let _ = std::fs::remove_file(&file);
+    Ok(run)
+}
+
+fn ingest_cmd(b: &Bench, config: &Path, file: &Path) -> std::process::Command {
     let mut cmd = measure::orderload(&b.bin);
     cmd.current_dir(&b.dir)
         .arg("--config")
         .arg(config)
         .args(["ingest", "--channel", "shop"])
-        .arg(&file);
-    let run = run_checked(&mut cmd, &b.dir, &format!("{name}-ingest"), &[0])?;
-    let _ = std::fs::remove_file(&file);
-    if g.orders != orders {
-        bail!("generated {} orders, wanted {orders}", g.orders);
-    }
-    Ok(run)
+        .arg(file);
+    cmd
 }
 
 fn submit_cmd(b: &Bench, config: &Path) -> std::process::Command {
@@ -222,14 +237,10 @@ pub fn overhead(b: &Bench, rt: &Runtime) -> anyhow::Result<()> {
         "\n== submit overhead: {} orders, emulator without latency or limits, median of {runs} (ingest, submit and the job alone alternated)",
         thousands(orders)
     );
-    let file = b.dir.join("overhead.csv");
-    let g = generate_file(&file, Size::Orders(orders), 7, "overhead")?;
-    if g.orders != orders {
-        bail!("generated {} orders, wanted {orders}", g.orders);
-    }
+    let file = generate_orders(b, "overhead", orders)?;
     let (mut ingests, mut submits, mut alone) = (Vec::new(), Vec::new(), Vec::new());
     let mut emulator_cpus = Vec::new();
-    let mut requests = serde_json::Value::Null;
+    let mut last_state = serde_json::Value::Null;
     for run in 1..=runs {
         // A fresh emulator each run: every order is created, as on a first night.
         let emu = start_emulator(
@@ -244,13 +255,12 @@ pub fn overhead(b: &Bench, rt: &Runtime) -> anyhow::Result<()> {
         let db = b.dir.join(format!("overhead-{run}.db"));
         remove_db(&db);
         let config = write_config(b, &format!("overhead-{run}"), &db, &emu)?;
-        let mut cmd = measure::orderload(&b.bin);
-        cmd.current_dir(&b.dir)
-            .arg("--config")
-            .arg(&config)
-            .args(["ingest", "--channel", "shop"])
-            .arg(&file);
-        let ingest = run_checked(&mut cmd, &b.dir, &format!("overhead-{run}-ingest"), &[0])?;
+        let ingest = run_checked(
+            &mut ingest_cmd(b, &config, &file),
+            &b.dir,
+            &format!("overhead-{run}-ingest"),
+            &[0],
+        )?;
         // The same staged orders for the job without Dataverse (below).
         let at_once_db = b.dir.join(format!("overhead-{run}-at-once.db"));
         remove_db(&at_once_db);
@@ -289,7 +299,7 @@ pub fn overhead(b: &Bench, rt: &Runtime) -> anyhow::Result<()> {
             submit.wall.as_secs_f64(),
             at_once.wall.as_secs_f64()
         );
-        requests = serde_json::json!({"requests": state["requests"], "batches": state["batches"]});
+        last_state = state;
         ingests.push(ingest);
         submits.push(submit);
         alone.push(at_once);
@@ -329,7 +339,7 @@ pub fn overhead(b: &Bench, rt: &Runtime) -> anyhow::Result<()> {
     );
     println!(
         "  emulator (last run): {} requests ({} $batch); every order succeeded, once",
-        requests["requests"], requests["batches"]
+        last_state["requests"], last_state["batches"]
     );
     Ok(())
 }

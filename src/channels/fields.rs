@@ -97,8 +97,9 @@ pub(crate) fn money(column: &str, value: &str, decimal_comma: bool) -> Result<De
         return Err(bad("a decimal number such as 12.50"));
     };
     let d = Decimal::from_str(v).map_err(|_| bad("a decimal number such as 12.50"))?;
-    // Twelve digits before the point are below 10^12 whatever they are: no comparison needed.
-    if whole_digits > 12 && d.abs() > Decimal::from(MAX_AMOUNT) {
+    // A number with no more whole digits than 10^k has zeros is below 10^k ≤ MAX_AMOUNT,
+    // whatever the digits: no comparison needed.
+    if whole_digits > MAX_AMOUNT.ilog10() as usize && d.abs() > Decimal::from(MAX_AMOUNT) {
         return Err(bad("an amount below 1,000,000,000,000"));
     }
     Ok(d)
