@@ -7,7 +7,7 @@
 
 use crate::channels::{self, ChannelSpec, FileError, Item, RejectedRow};
 use crate::model::Order;
-use crate::staging::{FileStart, FileTotals, PreparedChunk, Staging, StagingError};
+use crate::staging::{FileRecord, FileStart, FileTotals, PreparedChunk, Staging, StagingError};
 use serde::Serialize;
 use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
@@ -188,6 +188,19 @@ fn blank_outcome(source: &Source, status: &str) -> FileOutcome {
     }
 }
 
+/// The outcome for a file whose bytes were already ingested (it is archived like one read).
+fn duplicate(source: &Source, previous: &FileRecord) -> FileOutcome {
+    info!(first_seen = %previous.ingested_at, first_path = %previous.path, "duplicate file: these bytes were already ingested");
+    let mut out = blank_outcome(source, "duplicate");
+    out.file_id = Some(previous.id);
+    out.error = Some(format!(
+        "same content as {} (file {}, ingested {})",
+        previous.path, previous.id, previous.ingested_at
+    ));
+    archive(source);
+    out
+}
+
 async fn ingest_file(
     staging: &dyn Staging,
     run_id: i64,
@@ -218,17 +231,25 @@ async fn ingest_file(
             return Ok(out);
         }
     };
-    if let Some(previous) = staging.find_file(&sha256).await? {
-        info!(first_seen = %previous.ingested_at, first_path = %previous.path, "duplicate file: these bytes were already ingested");
-        let mut out = blank_outcome(source, "duplicate");
-        out.file_id = Some(previous.id);
-        out.error = Some(format!(
-            "same content as {} (file {}, ingested {})",
-            previous.path, previous.id, previous.ingested_at
-        ));
-        archive(source);
-        return Ok(out);
-    }
+    // A file whose row is still `reading` was not read to its end: its ingest was killed or
+    // failed. This ingest holds the lease, so nobody is reading it now: read it again.
+    let interrupted = match staging.find_file(&sha256).await? {
+        None => None,
+        Some(previous) if previous.status != "reading" => {
+            return Ok(duplicate(source, &previous));
+        }
+        Some(previous) if previous.channel != source.spec.name => {
+            warn!(first_channel = %previous.channel, "an interrupted ingest of this file was for another channel");
+            let mut out = blank_outcome(source, "rejected");
+            out.file_id = Some(previous.id);
+            out.error = Some(format!(
+                "{path_text}: same content as {} (file {}), whose ingest as channel {} stopped before the end of the file; ingest it again as channel {} (this file was left in place)",
+                previous.path, previous.id, previous.channel, previous.channel
+            ));
+            return Ok(out);
+        }
+        Some(previous) => Some(previous),
+    };
 
     let opened = opening.await.unwrap_or_else(|e| {
         Err(FileError::Invalid {
@@ -248,7 +269,22 @@ async fn ingest_file(
         notes: opened.as_ref().map(|o| o.notes.clone()).unwrap_or_default(),
         size_bytes: size,
     };
-    let file_id = staging.start_file(&start, run_id).await?;
+    let mut resumed = None;
+    let file_id = match &interrupted {
+        Some(previous) => match staging.reopen_file(previous.id, &start, run_id).await? {
+            Some(staged_before) => {
+                warn!(file_id = previous.id, staged_before, "this file's earlier ingest stopped before the end of the file; reading it again from the start (orders it staged are compared, not staged twice)");
+                resumed = Some(format!(
+                    "read again from the start: an earlier ingest (started {}) stopped before the end of the file; the {staged_before} orders it had staged count as unchanged or updated here, and its rejected rows were replaced by this read's",
+                    previous.ingested_at
+                ));
+                previous.id
+            }
+            // Finished meanwhile (only if its holder outlived the lease): a duplicate now.
+            None => return Ok(duplicate(source, previous)),
+        },
+        None => staging.start_file(&start, run_id).await?,
+    };
     tracing::Span::current().record("file_id", file_id);
 
     let mut out = blank_outcome(source, "ingested");
@@ -257,7 +293,7 @@ async fn ingest_file(
     let mut totals = FileTotals {
         format: start.format.clone(),
         encoding: Some(start.encoding.clone()),
-        notes: start.notes.clone(),
+        notes: start.notes.iter().cloned().chain(resumed).collect(),
         ..Default::default()
     };
 

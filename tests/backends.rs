@@ -53,6 +53,7 @@ both!(
     a_second_runner_is_refused_while_the_lease_is_held,
     a_killed_submitter_is_recovered_without_duplicates,
     two_ingests_of_one_file_at_once_stage_it_once,
+    an_ingest_stopped_midway_is_read_again_to_the_end_without_doubling,
     new_content_for_an_order_in_flight_withdraws_the_claim,
     a_database_upgraded_by_a_newer_orderload_is_refused_naming_the_migration,
 );
@@ -293,6 +294,152 @@ async fn two_ingests_of_one_file_at_once_stage_it_once(backend: Backend) {
     assert_eq!(
         ws.query_i64("SELECT COUNT(*) FROM ledger WHERE to_status = 'pending'"),
         50
+    );
+}
+
+/// An ingest that stops in the middle of a file (here the database refuses the fourth chunk,
+/// as a full disk would; a kill leaves the same state) leaves the file `reading`. Reading the
+/// same bytes again is not a duplicate: it goes through the whole file, stages what the first
+/// read did not reach, and stages nothing twice: no second order, no doubled lines (also for
+/// an order whose rows are far apart and were merged before the stop), no second rejected row.
+async fn an_ingest_stopped_midway_is_read_again_to_the_end_without_doubling(backend: Backend) {
+    let Some(ws) = workspace(backend, "stopped_midway") else {
+        return;
+    };
+    ws.write_config(
+        None,
+        &format!("{SHOP}[[channel]]\nname = \"web\"\nformat = \"shopify\"\n"),
+    );
+    ws.edit_config("settle_secs = 0\n", "settle_secs = 0\nchunk_orders = 4\n");
+    // 30 orders of 2 lines; a third line of #S1000 (a whole first row again) comes after
+    // #S1005, in the second chunk; a bad quantity in a row of #S1001 rejects that order's
+    // three rows (chunks: #S1000 #S1002-4 | #S1005 #S1000 #S1006-7 | #S1008-11 | #S1012-…).
+    let csv = shopify_csv(30, 2, "S");
+    let mut lines: Vec<String> = csv.lines().map(str::to_string).collect();
+    let extra = lines[1]
+        .replace("Tee 0,", "Tee 9,")
+        .replace("SKU-0,", "SKU-9,");
+    let bad = lines[4].replacen(",1,Tee 1,", ",x,Tee 1,", 1);
+    assert_ne!(bad, lines[4]);
+    lines.insert(13, extra);
+    lines.insert(5, bad);
+    let file = ws.write_file("in/orders.csv", &(lines.join("\n") + "\n"));
+    let file = file.to_str().unwrap();
+    let data_rows = (lines.len() - 1) as i64;
+
+    // The first read stops at the fourth chunk, after three were committed (11 orders).
+    orderload::staging::open(&ws.db_url())
+        .await
+        .unwrap()
+        .close()
+        .await;
+    let (stop, allow) = match backend {
+        Backend::Sqlite => (
+            "CREATE TRIGGER stop_midway BEFORE INSERT ON staged_orders
+             WHEN NEW.external_id = '#S1013'
+             BEGIN SELECT RAISE(ABORT, 'database or disk is full (simulated)'); END;",
+            "DROP TRIGGER stop_midway;",
+        ),
+        Backend::Postgres => (
+            "CREATE FUNCTION stop_midway() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               IF NEW.external_id = '#S1013' THEN
+                 RAISE EXCEPTION 'could not extend file (simulated)';
+               END IF;
+               RETURN NEW;
+             END $$;
+             CREATE TRIGGER stop_midway BEFORE INSERT ON staged_orders
+               FOR EACH ROW EXECUTE FUNCTION stop_midway();",
+            "DROP TRIGGER stop_midway ON staged_orders; DROP FUNCTION stop_midway();",
+        ),
+    };
+    ws.execute(stop);
+    let first = ws.run(&["ingest", "--channel", "shop", file]);
+    assert_code(&first, 1);
+    assert!(stderr(&first).contains("simulated"), "{}", stderr(&first));
+    assert_eq!(
+        ws.query_strings("SELECT status FROM source_files"),
+        ["reading"]
+    );
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders"), 11);
+    assert_eq!(
+        ws.query_i64("SELECT line_count FROM staged_orders WHERE external_id = '#S1000'"),
+        3,
+        "the far-apart line was merged before the stop"
+    );
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM rejected_rows"), 3);
+
+    // The same bytes for another channel would stage every order under other keys: refused,
+    // naming the channel to use, and nothing changes.
+    let other = ws.run(&["ingest", "--channel", "web", file]);
+    assert_code(&other, 3);
+    assert!(
+        stdout(&other).contains("ingest it again as channel shop"),
+        "{}",
+        stdout(&other)
+    );
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders"), 11);
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM rejected_rows"), 3);
+
+    // The disk has room again; the same file is read again.
+    ws.execute(allow);
+    let second = ws.run(&["ingest", "--channel", "shop", file]);
+    assert_code(&second, 3); // #S1001 is still rejected
+    let out = stdout(&second);
+    let row = out.lines().find(|l| l.contains("orders.csv")).unwrap();
+    assert_eq!(row.split_whitespace().nth(2), Some("ingested"), "{out}");
+    assert!(
+        stderr(&second).contains("reading it again from the start"),
+        "{}",
+        stderr(&second)
+    );
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM source_files"), 1);
+    assert_eq!(
+        ws.query_strings("SELECT status FROM source_files"),
+        ["ingested"]
+    );
+    assert_eq!(ws.query_i64("SELECT rows FROM source_files"), data_rows);
+    assert_eq!(
+        ws.query_i64("SELECT rows_staged + rejected FROM source_files"),
+        data_rows
+    );
+    assert_eq!(ws.query_i64("SELECT rejected FROM source_files"), 3);
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM rejected_rows"), 3);
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders"), 29);
+    // The first read's 11 orders were compared (#S1000 read again from its first part,
+    // then merged again), the other 18 staged now.
+    assert_eq!(
+        ws.query_i64(
+            "SELECT orders_new * 10000 + orders_updated * 100 + orders_unchanged FROM source_files"
+        ),
+        18_01_10
+    );
+    assert_eq!(
+        ws.query_i64("SELECT SUM(line_count) FROM staged_orders"),
+        29 * 2 + 1
+    );
+    assert_eq!(
+        ws.query_i64("SELECT line_count FROM staged_orders WHERE external_id = '#S1000'"),
+        3
+    );
+    assert_eq!(
+        ws.query_i64("SELECT SUM(row_count) FROM staged_orders"),
+        data_rows - 3
+    );
+    // Each order was staged once: one `→ pending` event from nothing per order.
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM ledger WHERE from_status IS NULL"),
+        29
+    );
+    let report = report_json(&ws, &[]);
+    assert_eq!(report["reconciliation"]["balanced"], true, "{report}");
+    assert_eq!(report["reconciliation"]["rows_read"], data_rows);
+    assert!(
+        report["files"][0]["notes"]
+            .to_string()
+            .contains("read again from the start"),
+        "{}",
+        report["files"][0]
     );
 }
 

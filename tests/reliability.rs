@@ -201,6 +201,130 @@ async fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
     emu.shutdown().await;
 }
 
+pub const INGEST_KILLS: usize = 6;
+pub const INGEST_KILL_ORDERS: usize = 3000;
+
+/// A Shopify export of `INGEST_KILL_ORDERS` orders of 2 lines where every 100th order gets a
+/// third line (a whole first row again) 50 orders later, so orders whose parts are far apart
+/// are merged on the way; and the number of lines it holds.
+fn export_with_far_apart_parts() -> (String, i64) {
+    let csv = shopify_csv(INGEST_KILL_ORDERS, 2, "R");
+    let mut lines: Vec<String> = csv.lines().map(str::to_string).collect();
+    let mut extra_lines = 0;
+    // From the end, so the indexes before each insertion stay right.
+    for order in (0..INGEST_KILL_ORDERS - 50).rev().step_by(100) {
+        let first = 1 + 2 * order;
+        let part = lines[first]
+            .replace("Tee 0,", "Tee 7,")
+            .replace("SKU-0,", "SKU-7,");
+        lines.insert(1 + 2 * (order + 50), part);
+        extra_lines += 1;
+    }
+    (
+        lines.join("\n") + "\n",
+        INGEST_KILL_ORDERS as i64 * 2 + extra_lines,
+    )
+}
+
+/// `ingest` SIGKILLed at seeded moments while it stages a file, with a `submit` between some
+/// kills (so orders an interrupted read staged are already in Dynamics when the file is read
+/// again): each later ingest reads the file again from the start instead of calling it a
+/// duplicate, and in the end every order is staged and sent once, with all its lines once.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ingest_killed_mid_file_is_read_again_and_nothing_is_lost_or_doubled() {
+    let emu = emulator(|_| {}).await;
+    let ws = Workspace::new();
+    ws.write_config(Some(&emu.base_url), SHOP);
+    edit_config(&ws, "settle_secs = 0", "settle_secs = 0\nchunk_orders = 25");
+    let (csv, lines_total) = export_with_far_apart_parts();
+    let file = ws.write_file("in/orders.csv", &csv);
+    let file = file.to_str().unwrap();
+    let staged = || ws.query_i64("SELECT COUNT(*) FROM staged_orders");
+    // The schema exists before the first poll.
+    orderload::staging::open(&ws.db_url())
+        .await
+        .unwrap()
+        .close()
+        .await;
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x1a57_0e55);
+    let mut marks: Vec<i64> = (0..INGEST_KILLS)
+        .map(|_| rng.gen_range(100..INGEST_KILL_ORDERS as i64 - 300))
+        .collect();
+    marks.sort();
+    let mut progress = Vec::new();
+    for (trial, mark) in marks.iter().enumerate() {
+        let mut child = ws
+            .cmd()
+            .args(["ingest", "--channel", "shop", file])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while staged() < *mark {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "trial {trial}: the ingest ended before {mark} orders were staged"
+            );
+            assert!(started.elapsed() < Duration::from_secs(60), "no progress");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        progress.push(staged());
+        assert_eq!(
+            ws.query_strings("SELECT status FROM source_files"),
+            ["reading"],
+            "trial {trial}: the killed ingest's file is not finished"
+        );
+        if trial % 2 == 1 {
+            assert_code(&run_async(&ws, &["submit"]).await, 0);
+        }
+    }
+    eprintln!("ingest kills: staged orders at each kill {progress:?}");
+    assert!(
+        progress.last().copied().unwrap_or(0) < INGEST_KILL_ORDERS as i64,
+        "the last kill came too late"
+    );
+
+    let out = run_async(&ws, &["ingest", "--channel", "shop", file]).await;
+    assert_code(&out, 0);
+    assert!(
+        stderr(&out).contains("reading it again from the start"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        ws.query_strings("SELECT status FROM source_files"),
+        ["ingested"]
+    );
+    assert_eq!(staged(), INGEST_KILL_ORDERS as i64);
+    assert_eq!(
+        ws.query_i64("SELECT SUM(line_count) FROM staged_orders"),
+        lines_total
+    );
+    assert_eq!(
+        ws.query_i64("SELECT rows FROM source_files"),
+        ws.query_i64("SELECT SUM(row_count) FROM staged_orders")
+    );
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM ledger WHERE from_status IS NULL"),
+        INGEST_KILL_ORDERS as i64,
+        "an order was staged twice"
+    );
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM rejected_rows"), 0);
+
+    assert_code(&run_async(&ws, &["submit"]).await, 0);
+    assert_eq!(count(&ws, "succeeded"), INGEST_KILL_ORDERS as i64);
+    assert_eq!(assert_stored_once(&emu.base_url).await, INGEST_KILL_ORDERS);
+    let state = emu.state().await;
+    assert_eq!(state["salesorders"], INGEST_KILL_ORDERS, "{state}");
+    assert_eq!(state["salesorderdetails"], lines_total, "{state}");
+    assert_consistent(&ws).await;
+    emu.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. Target faults, combined: 5xx, drops after commit, timeouts, 429 storms, expiring and
 //    revoked tokens, and the emulator restarted (a new process, empty store) mid-run.

@@ -48,6 +48,14 @@ impl Staging for SqliteStaging {
     async fn start_file(&self, start: &FileStart, run_id: i64) -> Result<i64, StagingError> {
         self.insert_file(start, run_id).await
     }
+    async fn reopen_file(
+        &self,
+        file_id: i64,
+        start: &FileStart,
+        run_id: i64,
+    ) -> Result<Option<u64>, StagingError> {
+        self.take_over_file(file_id, start, run_id).await
+    }
     async fn stage_chunk(
         &self,
         file_id: i64,

@@ -193,6 +193,18 @@ pub trait Staging: Send + Sync {
     // ingest
     async fn find_file(&self, sha256: &str) -> Result<Option<FileRecord>, StagingError>;
     async fn start_file(&self, start: &FileStart, run_id: i64) -> Result<i64, StagingError>;
+    /// Take over a file whose earlier ingest stopped before the end of it (killed, or a
+    /// database error): its row is still `reading`. The row goes to `run_id` with this read's
+    /// path, format, encoding and notes; the rejected rows that read stored are dropped (the
+    /// same bytes are read again from the start and store them again). Returns how many
+    /// orders the interrupted read had staged from the file, or `None` when the row is no
+    /// longer `reading` (another ingest finished it meanwhile).
+    async fn reopen_file(
+        &self,
+        file_id: i64,
+        start: &FileStart,
+        run_id: i64,
+    ) -> Result<Option<u64>, StagingError>;
     /// Write one chunk of a file (prepared off the writer's path: [`PreparedChunk::new`]).
     async fn stage_chunk(
         &self,

@@ -177,6 +177,42 @@ impl SqliteStaging {
         .await?)
     }
 
+    pub(super) async fn take_over_file(
+        &self,
+        file_id: i64,
+        f: &FileStart,
+        run_id: i64,
+    ) -> Result<Option<u64>, StagingError> {
+        let mut writer = self.writer().await?;
+        let mut tx = sqlx::Connection::begin(&mut **writer).await?;
+        let taken = sqlx::query(
+            "UPDATE source_files SET run_id = ?, path = ?, format = ?, encoding = ?, notes = ?
+             WHERE id = ? AND status = 'reading'",
+        )
+        .bind(run_id)
+        .bind(&f.path)
+        .bind(&f.format)
+        .bind(&f.encoding)
+        .bind(serde_json::to_string(&f.notes).unwrap_or_default())
+        .bind(file_id)
+        .execute(&mut *tx)
+        .await?;
+        if taken.rows_affected() == 0 {
+            return Ok(None);
+        }
+        sqlx::query("DELETE FROM rejected_rows WHERE source_file_id = ?")
+            .bind(file_id)
+            .execute(&mut *tx)
+            .await?;
+        let staged: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM staged_orders WHERE source_file_id = ?")
+                .bind(file_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(Some(staged as u64))
+    }
+
     pub(super) async fn update_file_end(
         &self,
         file_id: i64,
@@ -354,8 +390,9 @@ impl SqliteStaging {
         counts: &mut ChunkCounts,
     ) -> Result<u64, StagingError> {
         // Which of these orders were staged before this chunk?
-        // (channel, external_id) → (id, content hash, status, source file)
-        type Existing = (i64, String, String, Option<i64>);
+        // (channel, external_id) → (id, content hash, status, its records when this file
+        // staged it)
+        type Existing = (i64, String, String, Option<String>);
         let mut existing: HashMap<(String, String), Existing> = HashMap::new();
         let mut by_channel: HashMap<&str, Vec<&str>> = HashMap::new();
         for p in &merged {
@@ -367,9 +404,12 @@ impl SqliteStaging {
         for (channel, ids) in by_channel {
             for part in ids.chunks(CHUNK_IN) {
                 let rows = sqlx::query(
-                    "SELECT id, external_id, content_hash, status, source_file_id FROM staged_orders
+                    "SELECT id, external_id, content_hash, status,
+                            CASE WHEN source_file_id = ? THEN source_rows END AS same_file_rows
+                     FROM staged_orders
                      WHERE channel = ? AND external_id IN (SELECT value FROM json_each(?)) AND id <= ?",
                 )
+                .bind(file_id)
                 .bind(channel)
                 .bind(serde_json::to_string(part).unwrap_or_default())
                 .bind(max_before)
@@ -382,7 +422,7 @@ impl SqliteStaging {
                             r.get("id"),
                             r.get("content_hash"),
                             r.get("status"),
-                            r.get("source_file_id"),
+                            r.get("same_file_rows"),
                         ),
                     );
                 }
@@ -396,9 +436,13 @@ impl SqliteStaging {
             match existing.get(&key) {
                 // Inserted by the caller.
                 None => not_staged_before += 1,
-                Some((id, old_hash, status, source_file)) => {
-                    if *source_file == Some(file_id) {
-                        // Same order key again later in the same file: merge its lines.
+                Some((id, old_hash, status, same_file_rows)) => {
+                    let continued = same_file_rows
+                        .as_deref()
+                        .is_some_and(|rows| prepared.continues(rows));
+                    if continued {
+                        // Same order key again later in the same read of the file: merge its
+                        // lines.
                         let payload: String =
                             sqlx::query_scalar("SELECT payload FROM staged_orders WHERE id = ?")
                                 .bind(id)
@@ -447,7 +491,7 @@ impl SqliteStaging {
                     .execute(&mut **tx)
                     .await?;
                     changed::check_updated(updated.rows_affected(), file_id, &key)?;
-                    if *source_file != Some(file_id) {
+                    if !continued {
                         counts.updated += 1;
                     }
                     if requeue {

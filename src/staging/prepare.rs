@@ -103,6 +103,8 @@ pub struct PreparedOrder {
     pub(super) line_count: i64,
     pub(super) row_count: i64,
     pub(super) source_rows: String,
+    /// The first input record the order came from (records are numbered in file order).
+    pub(super) first_row: u64,
     pub(super) created_at: DateTime<Utc>,
     pub(super) hash: String,
     pub(super) payload: String,
@@ -117,11 +119,26 @@ impl PreparedOrder {
             line_count: order.lines.len() as i64,
             row_count: order.source.rows.len() as i64,
             source_rows: serde_json::to_string(&order.source.rows).unwrap_or_default(),
+            first_row: order.source.rows.iter().copied().min().unwrap_or(0),
             created_at: order.created_at,
             channel: order.channel,
             external_id: order.external_id,
             hash,
             payload,
+        }
+    }
+
+    /// Whether the order stored from this same file (its `source_rows`, as stored) is an
+    /// earlier part of this one in the same read, so the two are merged: one read goes
+    /// through the file's records in order, so everything it staged before comes before this
+    /// order's first record. A stored order with records at or after that is the copy an
+    /// earlier, interrupted read of the file left (the file is being read again from its
+    /// start) and is compared and replaced like any other, never merged (which would double
+    /// its lines). Unreadable stored rows merge, as before this rule.
+    pub(super) fn continues(&self, stored_rows: &str) -> bool {
+        match serde_json::from_str::<Vec<u64>>(stored_rows) {
+            Ok(rows) => rows.iter().all(|&r| r < self.first_row),
+            Err(_) => true,
         }
     }
 
@@ -239,6 +256,25 @@ mod tests {
             "{}",
             first.payload
         );
+    }
+
+    #[test]
+    fn only_an_order_read_before_this_ones_first_record_is_continued() {
+        let mut later = order();
+        later.source.rows = vec![9, 12];
+        let mut buf = Vec::new();
+        let p = PreparedOrder::new(later, &mut buf);
+        assert_eq!(p.first_row, 9);
+        // Earlier in the same read: merged.
+        assert!(p.continues("[1,2]"));
+        assert!(p.continues("[1,2,8]"));
+        // What an interrupted read of the same file left: the same records, or records
+        // after them (the later part was read before the interruption too): replaced.
+        assert!(!p.continues("[9,12]"));
+        assert!(!p.continues("[1,2,9,12]"));
+        assert!(!p.continues("[1,2,30]"));
+        // Unreadable: merged, as before the rule.
+        assert!(p.continues("not json"));
     }
 
     #[test]

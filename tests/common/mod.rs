@@ -96,6 +96,15 @@ impl Workspace {
         let conn = rusqlite::Connection::open(self.db_path()).expect("open db");
         conn.query_row(sql, [], |r| r.get(0)).expect(sql)
     }
+    /// Run statements that return nothing (DDL, a trigger), on either backend.
+    pub fn execute(&self, sql: &str) {
+        if let Some(url) = &self.postgres {
+            pg::query(url, sql);
+            return;
+        }
+        let conn = rusqlite::Connection::open(self.db_path()).expect("open db");
+        conn.execute_batch(sql).expect(sql);
+    }
     pub fn query_strings(&self, sql: &str) -> Vec<String> {
         if let Some(url) = &self.postgres {
             return pg::query(url, sql).lines().map(str::to_string).collect();

@@ -186,6 +186,41 @@ impl PgStaging {
         .await?)
     }
 
+    pub(super) async fn take_over_file(
+        &self,
+        file_id: i64,
+        f: &FileStart,
+        run_id: i64,
+    ) -> Result<Option<u64>, StagingError> {
+        let mut tx = self.pool.begin().await?;
+        let taken = sqlx::query(
+            "UPDATE source_files SET run_id = $1, path = $2, format = $3, encoding = $4, notes = $5
+             WHERE id = $6 AND status = 'reading'",
+        )
+        .bind(run_id)
+        .bind(&f.path)
+        .bind(&f.format)
+        .bind(&f.encoding)
+        .bind(serde_json::to_string(&f.notes).unwrap_or_default())
+        .bind(file_id)
+        .execute(&mut *tx)
+        .await?;
+        if taken.rows_affected() == 0 {
+            return Ok(None);
+        }
+        sqlx::query("DELETE FROM rejected_rows WHERE source_file_id = $1")
+            .bind(file_id)
+            .execute(&mut *tx)
+            .await?;
+        let staged: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM staged_orders WHERE source_file_id = $1")
+                .bind(file_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(Some(staged as u64))
+    }
+
     pub(super) async fn update_file_end(
         &self,
         file_id: i64,

@@ -96,19 +96,23 @@ impl PgStaging {
         }
 
         // Which of these orders exist already? Locked, so a concurrent writer waits.
-        type Existing = (i64, String, String, Option<i64>);
+        // (channel, external_id) → (id, content hash, status, its records when this file
+        // staged it)
+        type Existing = (i64, String, String, Option<String>);
         let mut existing: HashMap<(String, String), Existing> = HashMap::new();
         if !merged.is_empty() {
             let channels: Vec<&str> = merged.iter().map(|p| p.channel.as_str()).collect();
             let ids: Vec<&str> = merged.iter().map(|p| p.external_id.as_str()).collect();
             for r in sqlx::query(
-                "SELECT o.id, o.channel, o.external_id, o.content_hash, o.status, o.source_file_id
+                "SELECT o.id, o.channel, o.external_id, o.content_hash, o.status,
+                        CASE WHEN o.source_file_id = $3 THEN o.source_rows END AS same_file_rows
                  FROM staged_orders o JOIN unnest($1::TEXT[], $2::TEXT[]) AS k(channel, external_id)
                    ON o.channel = k.channel AND o.external_id = k.external_id
                  ORDER BY o.id FOR UPDATE OF o",
             )
             .bind(&channels)
             .bind(&ids)
+            .bind(file_id)
             .fetch_all(&mut *tx)
             .await?
             {
@@ -118,7 +122,7 @@ impl PgStaging {
                         r.get("id"),
                         r.get("content_hash"),
                         r.get("status"),
-                        r.get("source_file_id"),
+                        r.get("same_file_rows"),
                     ),
                 );
             }
@@ -128,13 +132,16 @@ impl PgStaging {
         let mut buf = Vec::with_capacity(4096);
         for mut prepared in merged {
             let key = (prepared.channel.clone(), prepared.external_id.clone());
-            let Some((id, old_hash, status, source_file)) = existing.get(&key) else {
+            let Some((id, old_hash, status, same_file_rows)) = existing.get(&key) else {
                 new_orders.push(prepared);
                 counts.new += 1;
                 continue;
             };
-            if *source_file == Some(file_id) {
-                // Same order key again later in the same file: merge its lines.
+            let continued = same_file_rows
+                .as_deref()
+                .is_some_and(|rows| prepared.continues(rows));
+            if continued {
+                // Same order key again later in the same read of the file: merge its lines.
                 let payload: String =
                     sqlx::query_scalar("SELECT payload FROM staged_orders WHERE id = $1")
                         .bind(id)
@@ -179,7 +186,7 @@ impl PgStaging {
             .execute(&mut *tx)
             .await?;
             changed::check_updated(updated.rows_affected(), file_id, &key)?;
-            if *source_file != Some(file_id) {
+            if !continued {
                 counts.updated += 1;
             }
             if requeue {
