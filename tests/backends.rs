@@ -368,6 +368,16 @@ async fn an_ingest_stopped_midway_is_read_again_to_the_end_without_doubling(back
         "the far-apart line was merged before the stop"
     );
     assert_eq!(ws.query_i64("SELECT COUNT(*) FROM rejected_rows"), 3);
+    // The run recorded its end (exit 1), so the file is shown as interrupted, not as read now.
+    let report = report_json(&ws, &[]);
+    assert_eq!(
+        report["files"][0]["interrupted"], true,
+        "{}",
+        report["files"]
+    );
+    assert_eq!(report["runs"][0]["died"], false);
+    let table = stdout(&ws.run(&["report"]));
+    assert!(table.contains(" interrupted "), "{table}");
 
     // The same bytes for another channel would stage every order under other keys: refused,
     // naming the channel to use, and nothing changes.
@@ -432,6 +442,7 @@ async fn an_ingest_stopped_midway_is_read_again_to_the_end_without_doubling(back
         29
     );
     let report = report_json(&ws, &[]);
+    assert_eq!(report["files"][0]["interrupted"], false);
     assert_eq!(report["reconciliation"]["balanced"], true, "{report}");
     assert_eq!(report["reconciliation"]["rows_read"], data_rows);
     assert!(

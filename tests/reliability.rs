@@ -278,6 +278,24 @@ async fn an_ingest_killed_mid_file_is_read_again_and_nothing_is_lost_or_doubled(
             ["reading"],
             "trial {trial}: the killed ingest's file is not finished"
         );
+        if trial == 0 {
+            // At 7 a.m. the report says what happened: the run died, the file was left half
+            // read, and the lease is free for the next run.
+            let report = report_json(&ws).await;
+            assert_eq!(report["runs"][0]["died"], true, "{}", report["runs"]);
+            assert_eq!(
+                report["files"][0]["interrupted"], true,
+                "{}",
+                report["files"]
+            );
+            let table = stdout(&run_async(&ws, &["report"]).await);
+            assert!(
+                table.contains(" died ")
+                    && table.contains(" interrupted ")
+                    && table.contains("whose process is gone"),
+                "{table}"
+            );
+        }
         if trial % 2 == 1 {
             assert_code(&run_async(&ws, &["submit"]).await, 0);
         }
@@ -314,6 +332,9 @@ async fn an_ingest_killed_mid_file_is_read_again_and_nothing_is_lost_or_doubled(
         "an order was staged twice"
     );
     assert_eq!(ws.query_i64("SELECT COUNT(*) FROM rejected_rows"), 0);
+    let report = report_json(&ws).await;
+    assert_eq!(report["files"][0]["interrupted"], false);
+    assert_eq!(report["runs"][0]["died"], false);
 
     assert_code(&run_async(&ws, &["submit"]).await, 0);
     assert_eq!(count(&ws, "succeeded"), INGEST_KILL_ORDERS as i64);

@@ -79,6 +79,32 @@ pub struct RunRow {
     pub exit_code: Option<i64>,
     /// The counts the run recorded (`runs.summary`), as it wrote them.
     pub counts: serde_json::Value,
+    pub host: String,
+    pub pid: i64,
+    /// Never recorded its end and its process is gone (killed or crashed): see [`run_died`].
+    pub died: bool,
+}
+
+/// Whether a run that never recorded its end died: its process ran on this host and is gone.
+/// (One on another host may be alive; it shows as running until its end is recorded.)
+pub fn run_died(finished: bool, host: &str, pid: i64) -> bool {
+    !finished && crate::staging::process_gone(host, pid)
+}
+
+/// Whether a file still `reading` was left so: its ingest recorded its end (a database error
+/// stopped it) or died. The next ingest of the same bytes reads it again from the start.
+/// `run_open`: the file's run has not recorded its end; `run_host`/`run_pid`: its process.
+pub fn file_interrupted(
+    status: &str,
+    run_open: bool,
+    run_host: Option<&str>,
+    run_pid: Option<i64>,
+) -> bool {
+    status == "reading"
+        && (!run_open
+            || run_host
+                .zip(run_pid)
+                .is_some_and(|(host, pid)| crate::staging::process_gone(host, pid)))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -104,6 +130,10 @@ pub struct FileRow {
     pub notes: Vec<String>,
     pub error: Option<String>,
     pub ingested_at: String,
+    /// The run that read the file (the last one, for a file read again).
+    pub run_id: Option<i64>,
+    /// Still `reading`, but its ingest is over: see [`file_interrupted`].
+    pub interrupted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

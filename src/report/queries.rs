@@ -358,7 +358,7 @@ async fn recent_runs(
         .fetch_all(
             pool,
             &format!(
-                "SELECT id, command, started_at, finished_at, outcome, exit_code, summary FROM runs{}
+                "SELECT id, command, started_at, finished_at, outcome, exit_code, summary, host, pid FROM runs{}
                  ORDER BY id DESC LIMIT {RECENT_RUNS}",
                 runs_clause.sql()
             ),
@@ -376,6 +376,13 @@ async fn recent_runs(
                 .get::<Option<String>, _>("summary")
                 .and_then(|s| serde_json::from_str(&s).ok())
                 .unwrap_or(serde_json::Value::Null),
+            died: super::run_died(
+                r.get::<Option<String>, _>("finished_at").is_some(),
+                r.get("host"),
+                r.get("pid"),
+            ),
+            host: r.get("host"),
+            pid: r.get("pid"),
         })
         .collect();
     Ok((runs, runs_total))
@@ -417,7 +424,7 @@ async fn files(pool: &sqlx::SqlitePool, scope: &Scope) -> Result<Vec<FileRow>, R
             pool,
             &format!(
                 "SELECT id, path, channel, sha256, status, rows, rows_staged, rejected, orders, format,
-                        encoding, notes, error, ingested_at
+                        encoding, notes, error, ingested_at, {FILE_RUN}
                  FROM source_files{} ORDER BY id DESC",
                 files_clause.sql()
             ),
@@ -831,6 +838,12 @@ async fn check_run(pool: &sqlx::SqlitePool, id: i64) -> Result<(), ReportError> 
     Err(ReportError::unknown_run(id, range))
 }
 
+/// The columns of a file's run that tell whether its read was interrupted (both backends).
+pub(crate) const FILE_RUN: &str =
+    "run_id, (SELECT host FROM runs WHERE runs.id = source_files.run_id) AS run_host, \
+     (SELECT pid FROM runs WHERE runs.id = source_files.run_id) AS run_pid, \
+     (SELECT COUNT(*) FROM runs WHERE runs.id = source_files.run_id AND runs.finished_at IS NULL) AS run_open";
+
 fn file_row(r: &SqliteRow) -> FileRow {
     let notes: Option<String> = r.get("notes");
     FileRow {
@@ -850,6 +863,13 @@ fn file_row(r: &SqliteRow) -> FileRow {
             .unwrap_or_default(),
         error: r.get("error"),
         ingested_at: r.get("ingested_at"),
+        interrupted: crate::report::file_interrupted(
+            &r.get::<String, _>("status"),
+            r.get::<i64, _>("run_open") > 0,
+            r.get("run_host"),
+            r.get("run_pid"),
+        ),
+        run_id: r.get("run_id"),
     }
 }
 

@@ -289,6 +289,12 @@ pub fn reconciliation_text(r: &Reconciliation) -> Vec<String> {
 fn lease_text(lease: &Option<crate::staging::LeaseInfo>) -> String {
     match lease {
         None => "Lease: free (no run is submitting now)".to_string(),
+        Some(l) if crate::staging::process_gone(&l.host, l.pid) => format!(
+            "Lease: left by run {} (pid {} on {}), whose process is gone (killed or crashed); the next run takes it over at once",
+            opt(&l.run_id),
+            l.pid,
+            l.host,
+        ),
         Some(l) => format!(
             "Lease: held by run {} (pid {} on {}), last heartbeat {} UTC, expires {} UTC",
             opt(&l.run_id),
@@ -408,10 +414,11 @@ fn summary(s: &Summary) -> String {
                 r.id.to_string(),
                 r.command.clone(),
                 time(&r.started_at),
-                r.finished_at
-                    .as_deref()
-                    .map(time)
-                    .unwrap_or_else(|| "running".into()),
+                match (&r.finished_at, r.died) {
+                    (Some(at), _) => time(at),
+                    (None, true) => "died".into(),
+                    (None, false) => "running".into(),
+                },
                 opt(&r.outcome),
                 opt(&r.exit_code),
                 counts_text(&r.counts),
@@ -438,19 +445,27 @@ fn summary(s: &Summary) -> String {
             "notes~",
         ]);
         for f in s.files.iter().take(SUMMARY_FILE_ROWS) {
-            let mut notes = f.notes.join("; ");
-            if let Some(e) = &f.error {
-                notes = if notes.is_empty() {
-                    e.clone()
-                } else {
-                    format!("{e}; {notes}")
-                };
-            }
+            let interrupted = f.interrupted.then(|| {
+                format!(
+                    "run {} stopped mid-file; the next ingest of it reads it again from the start",
+                    opt(&f.run_id)
+                )
+            });
+            let notes = interrupted
+                .into_iter()
+                .chain(f.error.clone())
+                .chain(f.notes.iter().cloned())
+                .collect::<Vec<_>>()
+                .join("; ");
             t.row(vec![
                 f.id.to_string(),
                 f.path.clone(),
                 f.channel.clone(),
-                f.status.clone(),
+                if f.interrupted {
+                    "interrupted".into()
+                } else {
+                    f.status.clone()
+                },
                 f.rows.to_string(),
                 f.rows_staged.to_string(),
                 f.rejected.to_string(),

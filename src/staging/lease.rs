@@ -43,8 +43,16 @@ fn row_to_info(row: &sqlx::sqlite::SqliteRow) -> LeaseInfo {
     }
 }
 
-/// Whether a process with this pid runs on this host (a holder on this host that died need
-/// not wait for its lease to expire). Linux: `/proc/<pid>`; elsewhere assume alive.
+/// Whether the process a run or a lease holder recorded (`host`, `pid`) is known to be gone:
+/// it ran on this host and no process has its pid now. A holder on this host that died need
+/// not wait for its lease to expire; a run that died shows so in the report. A process on
+/// another host is never known to be gone.
+pub fn process_gone(host: &str, pid: i64) -> bool {
+    host == super::runs::host_name() && !process_alive(pid)
+}
+
+/// Whether a process with this pid runs on this host. Linux: `/proc/<pid>`; elsewhere assume
+/// alive.
 fn process_alive(pid: i64) -> bool {
     if cfg!(target_os = "linux") {
         std::path::Path::new(&format!("/proc/{pid}")).exists()
@@ -76,7 +84,7 @@ impl SqliteStaging {
             .map(|r| row_to_info(&r));
         let host = super::runs::host_name();
         if let Some(info) = &existing {
-            let holder_dead = info.host == host && !process_alive(info.pid);
+            let holder_dead = process_gone(&info.host, info.pid);
             if info.expires_at > now_s && info.holder != holder && !holder_dead {
                 return Err(LeaseError::Held(info.clone()));
             }

@@ -18,7 +18,7 @@ mod sqlite;
 mod sqlite_memory;
 mod time;
 
-pub use lease::{LeaseError, LeaseInfo};
+pub use lease::{process_gone, LeaseError, LeaseInfo};
 pub use orders::{ChunkCounts, ClaimedOrder, FileRecord, FileStart, FileTotals, RecordedOutcome};
 pub use postgres::PgStaging;
 pub use prepare::PreparedChunk;

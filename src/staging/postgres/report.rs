@@ -96,6 +96,8 @@ fn orders_clause(scope: &Scope) -> Clause {
     Clause::new(scope, Some(ORDER_SINCE), Some(ORDER_RUN))
 }
 
+use crate::report::queries::FILE_RUN;
+
 const FILE_COLUMNS: &str =
     "id, path, channel, sha256, status, rows, rows_staged, rejected, orders, \
      format, encoding, notes, error, ol_ts(ingested_at) AS ingested_at";
@@ -156,7 +158,7 @@ pub(super) async fn summary(st: &PgStaging, scope: &Scope) -> Result<Summary, Re
             pool,
             &format!(
                 "SELECT id, command, ol_ts(started_at) AS started_at,
-                        ol_ts(finished_at) AS finished_at, outcome, exit_code, summary
+                        ol_ts(finished_at) AS finished_at, outcome, exit_code, summary, host, pid
                  FROM runs{} ORDER BY id DESC LIMIT {RECENT_RUNS}",
                 runs_clause.sql()
             ),
@@ -174,6 +176,13 @@ pub(super) async fn summary(st: &PgStaging, scope: &Scope) -> Result<Summary, Re
                 .get::<Option<String>, _>("summary")
                 .and_then(|s| serde_json::from_str(&s).ok())
                 .unwrap_or(serde_json::Value::Null),
+            died: crate::report::run_died(
+                r.get::<Option<String>, _>("finished_at").is_some(),
+                r.get("host"),
+                r.get("pid"),
+            ),
+            host: r.get("host"),
+            pid: r.get("pid"),
         })
         .collect();
 
@@ -209,7 +218,7 @@ pub(super) async fn summary(st: &PgStaging, scope: &Scope) -> Result<Summary, Re
         .fetch_all(
             pool,
             &format!(
-                "SELECT {FILE_COLUMNS} FROM source_files{} ORDER BY id DESC",
+                "SELECT {FILE_COLUMNS}, {FILE_RUN} FROM source_files{} ORDER BY id DESC",
                 files_clause.sql()
             ),
         )
@@ -594,6 +603,13 @@ fn file_row(r: &PgRow) -> FileRow {
             .unwrap_or_default(),
         error: r.get("error"),
         ingested_at: r.get("ingested_at"),
+        interrupted: crate::report::file_interrupted(
+            &r.get::<String, _>("status"),
+            r.get::<i64, _>("run_open") > 0,
+            r.get("run_host"),
+            r.get("run_pid"),
+        ),
+        run_id: r.get("run_id"),
     }
 }
 
