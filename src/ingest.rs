@@ -26,6 +26,9 @@ pub struct Source {
 pub struct IngestOptions {
     /// Orders per write transaction.
     pub chunk_orders: usize,
+    /// Set when this run's lease was taken over (it stalled past the lease's lifetime): the
+    /// ingest stops before its next chunk rather than write beside the run that took over.
+    pub lease_lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What happened to one file.
@@ -71,6 +74,8 @@ impl IngestSummary {
 pub enum IngestError {
     #[error(transparent)]
     Staging(#[from] StagingError),
+    #[error("stopped reading {path} after {rows} rows: this run's lease was taken over by another run (it stalled longer than submit.lease_secs); the next ingest reads the file again from the start")]
+    LeaseLost { path: String, rows: u64 },
     #[error("cannot list {path}: {source}")]
     List {
         path: String,
@@ -391,6 +396,12 @@ async fn ingest_file(
         }
         if chunk.is_empty() && rejected.is_empty() {
             continue;
+        }
+        if options.lease_lost.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(IngestError::LeaseLost {
+                path: path_text,
+                rows: rows_read,
+            });
         }
         let counts = staging
             .stage_chunk(file_id, run_id, chunk, rejected)

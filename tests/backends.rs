@@ -454,6 +454,99 @@ async fn an_ingest_stopped_midway_is_read_again_to_the_end_without_doubling(back
     );
 }
 
+/// An ingest that stalls (SIGSTOP) longer than its lease, whose lease another run then takes,
+/// stops before its next chunk once it wakes up (exit 1, saying why) instead of writing beside
+/// the run that took over; the next ingest reads the file again to its end.
+///
+/// PostgreSQL only: there the stalled ingest's open chunk transaction locks only its own rows,
+/// so another run can take the lease. On SQLite a process stopped inside a transaction holds
+/// the database's write lock, and no other run can take anything over until it wakes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_ingest_whose_lease_was_taken_over_stops_when_it_wakes() {
+    let Some(ws) = workspace(Backend::Postgres, "stalled_ingest") else {
+        return;
+    };
+    ws.write_config(None, SHOP);
+    ws.edit_config("settle_secs = 0\n", "settle_secs = 0\nchunk_orders = 10\n");
+    let big = ws.write_file("in/big.csv", &shopify_csv(3000, 2, "B"));
+    let small = ws.write_file("other/small.csv", &shopify_csv(5, 1, "M"));
+    orderload::staging::open(&ws.db_url())
+        .await
+        .unwrap()
+        .close()
+        .await;
+    let staged = || ws.query_i64("SELECT COUNT(*) FROM staged_orders");
+
+    let mut stalled = ws
+        .cmd()
+        .args(["ingest", "--channel", "shop", big.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while staged() < 200 {
+        assert!(stalled.try_wait().unwrap().is_none(), "ended too soon");
+        assert!(started.elapsed() < Duration::from_secs(60), "no progress");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let pid = stalled.id().to_string();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "kill {sig}");
+    };
+    signal("-STOP");
+    // The test configuration's lease lives 5 s; then another run may take it over.
+    tokio::time::sleep(Duration::from_millis(5600)).await;
+    let other = run_async(
+        &ws,
+        &["ingest", "--channel", "shop", small.to_str().unwrap()],
+    )
+    .await;
+    assert_code(&other, 0);
+    assert!(
+        stderr(&other).contains("took over a stale lease"),
+        "{}",
+        stderr(&other)
+    );
+    signal("-CONT");
+    let out = tokio::task::spawn_blocking(move || stalled.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_code(&out, 1);
+    assert!(
+        stderr(&out).contains("lease was taken over by another run"),
+        "{}",
+        stderr(&out)
+    );
+    let left = staged() - 5;
+    assert!(
+        left < 3000,
+        "the stalled ingest wrote the whole file after losing its lease"
+    );
+    eprintln!("stalled ingest: {left} of 3000 orders staged when it stopped");
+
+    let last = run_async(&ws, &["ingest", "--channel", "shop", big.to_str().unwrap()]).await;
+    assert_code(&last, 0);
+    assert!(stderr(&last).contains("reading it again from the start"));
+    assert_eq!(staged(), 3005);
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM ledger WHERE from_status IS NULL"),
+        3005
+    );
+    assert_eq!(
+        ws.query_i64("SELECT SUM(line_count) FROM staged_orders"),
+        6005
+    );
+    assert_eq!(
+        ws.query_strings("SELECT status FROM source_files ORDER BY id"),
+        ["ingested", "ingested"]
+    );
+}
+
 /// The claim protocol itself, through the `Staging` trait.
 async fn claims_are_exclusive_expire_and_refuse_stale_outcomes(backend: Backend) {
     let Some(ws) = workspace(backend, "claims") else {

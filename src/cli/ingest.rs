@@ -100,7 +100,7 @@ pub async fn run(ctx: &Context, args: IngestArgs) -> anyhow::Result<u8> {
         Ok(g) => g,
         Err(code) => return Ok(code),
     };
-    let summary = ingest_with_run(ctx, staging.as_ref(), guard.run_id, &sources).await;
+    let summary = ingest_with_run(ctx, staging.as_ref(), &guard, &sources).await;
     let summary = match summary {
         Ok(s) => s,
         Err(e) => {
@@ -128,12 +128,14 @@ pub async fn run(ctx: &Context, args: IngestArgs) -> anyhow::Result<u8> {
 pub async fn ingest_with_run(
     ctx: &Context,
     staging: &dyn Staging,
-    run_id: i64,
+    guard: &RunGuard,
     sources: &[Source],
 ) -> anyhow::Result<IngestSummary> {
     use tracing::Instrument;
+    let run_id = guard.run_id;
     let options = IngestOptions {
         chunk_orders: ctx.config.ingest.chunk_orders,
+        lease_lost: guard.lease.lost_flag(),
     };
     let span = tracing::info_span!("ingest", run_id, files = sources.len());
     Ok(ingest::ingest(staging, run_id, sources, &options)

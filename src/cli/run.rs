@@ -25,7 +25,7 @@ pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<u8> {
     let result = async {
         let (sources, unsettled) = ingest::sources(ctx, None, &[])?;
         let ingest_summary =
-            ingest::ingest_with_run(ctx, staging.as_ref(), guard.run_id, &sources).await?;
+            ingest::ingest_with_run(ctx, staging.as_ref(), &guard, &sources).await?;
         super::print_stdout(&ingest::render_summary(&ingest_summary))?;
         if !unsettled.is_empty() {
             super::print_stdout(&format!(

@@ -87,6 +87,12 @@ impl LeaseGuard {
         self.lost.load(Ordering::SeqCst)
     }
 
+    /// The flag behind [`is_lost`](Self::is_lost), for work that checks it on another task
+    /// (an ingest, between chunks).
+    pub fn lost_flag(&self) -> Arc<AtomicBool> {
+        self.lost.clone()
+    }
+
     pub async fn release(self) {
         self.heartbeat.abort();
         if !self.exclusive {
