@@ -74,7 +74,7 @@ impl IngestSummary {
 pub enum IngestError {
     #[error(transparent)]
     Staging(#[from] StagingError),
-    #[error("stopped reading {path} after {rows} rows: this run's lease was taken over by another run (it stalled longer than submit.lease_secs); the next ingest reads the file again from the start")]
+    #[error("stopped reading {path} after staging {rows} of its rows: this run's lease was taken over by another run (this one stalled, or could not reach the database, for longer than submit.lease_secs); the file is left to the run that took over, or to the next ingest of it, which reads it again from the start")]
     LeaseLost { path: String, rows: u64 },
     #[error("cannot list {path}: {source}")]
     List {
@@ -276,18 +276,18 @@ async fn ingest_file(
     };
     let mut resumed = None;
     let file_id = match &interrupted {
-        Some(previous) => match staging.reopen_file(previous.id, &start, run_id).await? {
-            Some(staged_before) => {
-                warn!(file_id = previous.id, staged_before, "this file's earlier ingest stopped before the end of the file; reading it again from the start (orders it staged are compared, not staged twice)");
-                resumed = Some(format!(
-                    "read again from the start: an earlier ingest (started {}) stopped before the end of the file; the {staged_before} orders it had staged count as unchanged or updated here, and its rejected rows were replaced by this read's",
-                    previous.ingested_at
-                ));
-                previous.id
+        Some(previous) => {
+            if !staging.reopen_file(previous.id, &start, run_id).await? {
+                // Finished meanwhile (only if its holder outlived the lease): a duplicate now.
+                return Ok(duplicate(source, previous));
             }
-            // Finished meanwhile (only if its holder outlived the lease): a duplicate now.
-            None => return Ok(duplicate(source, previous)),
-        },
+            warn!(file_id = previous.id, "this file's earlier ingest stopped before the end of the file; reading it again from the start (orders it staged are compared, not staged twice)");
+            resumed = Some(format!(
+                "read again from the start: an earlier ingest (started {}) stopped before the end of the file; orders it had staged count as unchanged (or updated, if only part of one was stored), and its rejected rows were replaced by this read's",
+                previous.ingested_at
+            ));
+            previous.id
+        }
         None => staging.start_file(&start, run_id).await?,
     };
     tracing::Span::current().record("file_id", file_id);
@@ -318,6 +318,7 @@ async fn ingest_file(
             staging
                 .finish_file(
                     file_id,
+                    run_id,
                     &totals,
                     Some((err.reason_code(), &err.to_string())),
                 )
@@ -400,7 +401,7 @@ async fn ingest_file(
         if options.lease_lost.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(IngestError::LeaseLost {
                 path: path_text,
-                rows: rows_read,
+                rows: totals.rows_staged + totals.rejected,
             });
         }
         let counts = staging
@@ -425,7 +426,7 @@ async fn ingest_file(
         totals.notes.push(msg.clone());
         error = Some(msg);
     }
-    staging.finish_file(file_id, &totals, None).await?;
+    staging.finish_file(file_id, run_id, &totals, None).await?;
     info!(
         rows = totals.rows,
         orders = totals.orders,

@@ -54,6 +54,7 @@ both!(
     a_killed_submitter_is_recovered_without_duplicates,
     two_ingests_of_one_file_at_once_stage_it_once,
     an_ingest_stopped_midway_is_read_again_to_the_end_without_doubling,
+    a_file_taken_over_by_another_run_refuses_the_first_runs_writes,
     new_content_for_an_order_in_flight_withdraws_the_claim,
     a_database_upgraded_by_a_newer_orderload_is_refused_naming_the_migration,
 );
@@ -391,6 +392,10 @@ async fn an_ingest_stopped_midway_is_read_again_to_the_end_without_doubling(back
     assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders"), 11);
     assert_eq!(ws.query_i64("SELECT COUNT(*) FROM rejected_rows"), 3);
 
+    // As if a submit had sent them meanwhile (the kill test in reliability.rs does it for
+    // real): reading the file again must not send any of them again.
+    ws.execute("UPDATE staged_orders SET status = 'succeeded'");
+
     // The disk has room again; the same file is read again.
     ws.execute(allow);
     let second = ws.run(&["ingest", "--channel", "shop", file]);
@@ -416,13 +421,22 @@ async fn an_ingest_stopped_midway_is_read_again_to_the_end_without_doubling(back
     assert_eq!(ws.query_i64("SELECT rejected FROM source_files"), 3);
     assert_eq!(ws.query_i64("SELECT COUNT(*) FROM rejected_rows"), 3);
     assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders"), 29);
-    // The first read's 11 orders were compared (#S1000 read again from its first part,
-    // then merged again), the other 18 staged now.
+    // The first read's 11 orders were found stored already (#S1000 with both its parts, so it
+    // is neither cut back to its first part nor sent again), the other 18 staged now.
     assert_eq!(
         ws.query_i64(
             "SELECT orders_new * 10000 + orders_updated * 100 + orders_unchanged FROM source_files"
         ),
-        18_01_10
+        18_00_11
+    );
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE status = 'succeeded'"),
+        11,
+        "an order the first read staged went back to pending"
+    );
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM ledger WHERE from_status IS NOT NULL"),
+        0
     );
     assert_eq!(
         ws.query_i64("SELECT SUM(line_count) FROM staged_orders"),
@@ -476,29 +490,7 @@ async fn a_stalled_ingest_whose_lease_was_taken_over_stops_when_it_wakes() {
         .close()
         .await;
     let staged = || ws.query_i64("SELECT COUNT(*) FROM staged_orders");
-
-    let mut stalled = ws
-        .cmd()
-        .args(["ingest", "--channel", "shop", big.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while staged() < 200 {
-        assert!(stalled.try_wait().unwrap().is_none(), "ended too soon");
-        assert!(started.elapsed() < Duration::from_secs(60), "no progress");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    let pid = stalled.id().to_string();
-    let signal = |sig: &str| {
-        let ok = std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .unwrap();
-        assert!(ok.success(), "kill {sig}");
-    };
-    signal("-STOP");
+    let stalled = ingest_stopped_midway(&ws, big.to_str().unwrap(), 200).await;
     // The test configuration's lease lives 5 s; then another run may take it over.
     tokio::time::sleep(Duration::from_millis(5600)).await;
     let other = run_async(
@@ -512,7 +504,7 @@ async fn a_stalled_ingest_whose_lease_was_taken_over_stops_when_it_wakes() {
         "{}",
         stderr(&other)
     );
-    signal("-CONT");
+    signal(&stalled, "-CONT");
     let out = tokio::task::spawn_blocking(move || stalled.wait_with_output().unwrap())
         .await
         .unwrap();
@@ -544,6 +536,195 @@ async fn a_stalled_ingest_whose_lease_was_taken_over_stops_when_it_wakes() {
     assert_eq!(
         ws.query_strings("SELECT status FROM source_files ORDER BY id"),
         ["ingested", "ingested"]
+    );
+}
+
+/// A run writes a file's chunks and its end only while the file is still its own, checked
+/// inside each write's transaction: once another run took the file over (its lease was lost)
+/// or finished it, the first run's writes fail and change nothing.
+async fn a_file_taken_over_by_another_run_refuses_the_first_runs_writes(backend: Backend) {
+    use orderload::staging::{FileStart, FileTotals, PreparedChunk, RunStart, StagingError};
+    let Some(ws) = workspace(backend, "fence") else {
+        return;
+    };
+    ws.write_config(None, SHOP);
+    let st = orderload::staging::open(&ws.db_url()).await.unwrap();
+    let run_a = st
+        .begin_run(RunStart::this_process("ingest", &[]))
+        .await
+        .unwrap();
+    let run_b = st
+        .begin_run(RunStart::this_process("ingest", &[]))
+        .await
+        .unwrap();
+    let start = FileStart {
+        sha256: "f".repeat(64),
+        path: "in/f.csv".into(),
+        channel: "shop".into(),
+        format: Some("shopify".into()),
+        encoding: "utf-8".into(),
+        notes: vec![],
+        size_bytes: 10,
+    };
+    let bad = |row: u64| {
+        vec![orderload::channels::RejectedRow {
+            row_number: row,
+            column: None,
+            reason_code: "bad_quantity".into(),
+            message: "bad".into(),
+            raw: "x".into(),
+        }]
+    };
+    let totals = FileTotals {
+        rows: 1,
+        rejected: 1,
+        ..Default::default()
+    };
+    fn taken_over<T>(r: Result<T, StagingError>, run: i64) -> bool {
+        matches!(r, Err(StagingError::FileTakenOver { run_id, .. }) if run_id == run)
+    }
+    let file = st.start_file(&start, run_a).await.unwrap();
+    st.stage_chunk(file, run_a, PreparedChunk::empty(), bad(1))
+        .await
+        .unwrap();
+    assert!(st.reopen_file(file, &start, run_b).await.unwrap());
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM rejected_rows"),
+        0,
+        "the takeover drops what the first run stored"
+    );
+    assert!(taken_over(
+        st.stage_chunk(file, run_a, PreparedChunk::empty(), bad(1))
+            .await,
+        run_a
+    ));
+    assert!(taken_over(
+        st.finish_file(file, run_a, &totals, None).await,
+        run_a
+    ));
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM rejected_rows"), 0);
+    st.stage_chunk(file, run_b, PreparedChunk::empty(), bad(1))
+        .await
+        .unwrap();
+    st.finish_file(file, run_b, &totals, None).await.unwrap();
+    // Finished: nobody's to write or take over any more.
+    assert!(matches!(
+        st.stage_chunk(file, run_b, PreparedChunk::empty(), bad(1))
+            .await,
+        Err(StagingError::FileTakenOver { .. })
+    ));
+    assert!(!st.reopen_file(file, &start, run_a).await.unwrap());
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM rejected_rows"), 1);
+    assert_eq!(
+        ws.query_strings("SELECT status FROM source_files"),
+        ["ingested"]
+    );
+    assert_eq!(ws.query_i64("SELECT run_id FROM source_files"), run_b);
+}
+
+/// `orderload ingest FILE` started and stopped (SIGSTOP) once `at_least` orders are staged;
+/// returns the child, to be continued with [`signal`].
+async fn ingest_stopped_midway(ws: &Workspace, file: &str, at_least: i64) -> std::process::Child {
+    let child = ws
+        .cmd()
+        .args(["ingest", "--channel", "shop", file])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut child = child;
+    while ws.query_i64("SELECT COUNT(*) FROM staged_orders") < at_least {
+        assert!(child.try_wait().unwrap().is_none(), "ended too soon");
+        assert!(started.elapsed() < Duration::from_secs(60), "no progress");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    signal(&child, "-STOP");
+    child
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "kill {sig}");
+}
+
+/// The same stall, but the run that takes the lease over reads the same file again while the
+/// stalled one sleeps (a file with a rejected order every 10 orders just past where it
+/// stopped). Once awake, the stalled ingest writes nothing more of the file — each chunk checks
+/// in its own transaction that the file is still its run's — so no rejected row is stored
+/// twice and the other run's totals stand.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_ingest_writes_nothing_more_of_a_file_another_run_took_over() {
+    let Some(ws) = workspace(Backend::Postgres, "stalled_takeover") else {
+        return;
+    };
+    ws.write_config(None, SHOP);
+    ws.edit_config("settle_secs = 0\n", "settle_secs = 0\nchunk_orders = 10\n");
+    let mut lines: Vec<String> = shopify_csv(3000, 2, "F")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    for order in (205..300).step_by(10) {
+        let row = &mut lines[2 + 2 * order];
+        *row = row.replacen(",1,Tee 1,", ",x,Tee 1,", 1);
+    }
+    let file = ws.write_file("in/f.csv", &(lines.join("\n") + "\n"));
+    let file = file.to_str().unwrap();
+    orderload::staging::open(&ws.db_url())
+        .await
+        .unwrap()
+        .close()
+        .await;
+
+    let stalled = ingest_stopped_midway(&ws, file, 150).await;
+    tokio::time::sleep(Duration::from_millis(5600)).await; // the 5 s lease expires
+    let other = ws
+        .cmd()
+        .args(["ingest", "--channel", "shop", file])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    signal(&stalled, "-CONT");
+    let (stalled, other) = tokio::task::spawn_blocking(move || {
+        (
+            stalled.wait_with_output().unwrap(),
+            other.wait_with_output().unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_code(&other, 3); // the rejected orders
+    assert!(stderr(&other).contains("reading it again from the start"));
+    assert_code(&stalled, 1);
+    let err = stderr(&stalled);
+    assert!(
+        err.contains("another run took it over") || err.contains("lease was taken over"),
+        "{err}"
+    );
+
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders"), 2990);
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM rejected_rows"), 20);
+    assert_eq!(ws.query_i64("SELECT rejected FROM source_files"), 20);
+    assert_eq!(
+        ws.query_i64("SELECT rows - rows_staged - rejected FROM source_files"),
+        0
+    );
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM ledger WHERE from_status IS NULL"),
+        2990
+    );
+    assert_eq!(
+        ws.query_i64("SELECT SUM(line_count) FROM staged_orders"),
+        2990 * 2
+    );
+    assert_eq!(
+        ws.query_strings("SELECT status FROM source_files"),
+        ["ingested"]
     );
 }
 

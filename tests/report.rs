@@ -152,7 +152,9 @@ fn fixture() -> Fixture {
             orders_updated: 0,
             orders_unchanged: 0,
         };
-        st.finish_file(f1, &totals(6, 5, 1, 4), None).await.unwrap();
+        st.finish_file(f1, run1, &totals(6, 5, 1, 4), None)
+            .await
+            .unwrap();
         let f2 = st
             .start_file(&file(&"b".repeat(64), "inbox/amazon.txt", "amazon"), run1)
             .await
@@ -171,7 +173,9 @@ fn fixture() -> Fixture {
         )
         .await
         .unwrap();
-        st.finish_file(f2, &totals(5, 3, 2, 2), None).await.unwrap();
+        st.finish_file(f2, run1, &totals(5, 3, 2, 2), None)
+            .await
+            .unwrap();
         st.finish_run(
             run1,
             "some_failed",

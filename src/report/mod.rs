@@ -86,7 +86,8 @@ pub struct RunRow {
 }
 
 /// Whether a run that never recorded its end died: its process ran on this host and is gone.
-/// (One on another host may be alive; it shows as running until its end is recorded.)
+/// (One on another host may be alive; it shows as running until its end is recorded. SQLite
+/// only, for the reason in [`Summary::lease_holder_gone`].)
 pub fn run_died(finished: bool, host: &str, pid: i64) -> bool {
     !finished && crate::staging::process_gone(host, pid)
 }
@@ -191,6 +192,10 @@ pub struct Summary {
     pub batches_count: ListCount,
     pub rejected_by_reason: Vec<ReasonCount>,
     pub lease: Option<LeaseInfo>,
+    /// The lease's holder ran on this host and its process is gone, so the next run takes the
+    /// lease over at once (SQLite; on PostgreSQL a host name and a pid do not identify a
+    /// process across hosts and containers, and a lease is taken over only when it expires).
+    pub lease_holder_gone: bool,
     pub scope: Scope,
     pub generated_at: String,
 }

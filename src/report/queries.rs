@@ -245,6 +245,9 @@ pub async fn summary(staging: &SqliteStaging, scope: &Scope) -> Result<Summary, 
         batches,
         failed_orders,
         reconciliation,
+        lease_holder_gone: lease
+            .as_ref()
+            .is_some_and(|l| crate::staging::process_gone(&l.host, l.pid)),
         lease,
     })
 }

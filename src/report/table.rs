@@ -286,10 +286,10 @@ pub fn reconciliation_text(r: &Reconciliation) -> Vec<String> {
     ]
 }
 
-fn lease_text(lease: &Option<crate::staging::LeaseInfo>) -> String {
+fn lease_text(lease: &Option<crate::staging::LeaseInfo>, holder_gone: bool) -> String {
     match lease {
         None => "Lease: free (no run is submitting now)".to_string(),
-        Some(l) if crate::staging::process_gone(&l.host, l.pid) => format!(
+        Some(l) if holder_gone => format!(
             "Lease: left by run {} (pid {} on {}), whose process is gone (killed or crashed); the next run takes it over at once",
             opt(&l.run_id),
             l.pid,
@@ -393,7 +393,7 @@ fn summary(s: &Summary) -> String {
         let first = if i == 0 { "" } else { "  " };
         wrap(&mut out, first, 4, line.trim_start());
     }
-    out.push_str(&cut(&lease_text(&s.lease), WIDTH));
+    out.push_str(&cut(&lease_text(&s.lease, s.lease_holder_gone), WIDTH));
     out.push('\n');
 
     heading(
@@ -868,6 +868,7 @@ mod tests {
             failed_orders: (0..25).map(fo).collect(),
             reconciliation: Reconciliation::default().compute(),
             lease: None,
+            lease_holder_gone: false,
         };
         let text = summary(&s);
         assert_fits(&text);

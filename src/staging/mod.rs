@@ -63,6 +63,10 @@ pub enum StagingError {
     /// transaction is rolled back.
     #[error("file {file_id} did not stage as counted: {detail}")]
     Accounting { file_id: i64, detail: String },
+    /// The file is no longer this run's to write: another run took it over (this run lost
+    /// its lease) or finished it. Checked inside every chunk's and the end's transaction.
+    #[error("file {file_id} is no longer being read by run {run_id}: another run took it over (this run lost its lease: it stalled, or could not reach the database, for longer than submit.lease_secs); this run stopped without writing more of it")]
+    FileTakenOver { file_id: i64, run_id: i64 },
     #[error("cannot create database folder {path}: {source}")]
     Folder {
         path: String,
@@ -196,15 +200,14 @@ pub trait Staging: Send + Sync {
     /// Take over a file whose earlier ingest stopped before the end of it (killed, or a
     /// database error): its row is still `reading`. The row goes to `run_id` with this read's
     /// path, format, encoding and notes; the rejected rows that read stored are dropped (the
-    /// same bytes are read again from the start and store them again). Returns how many
-    /// orders the interrupted read had staged from the file, or `None` when the row is no
-    /// longer `reading` (another ingest finished it meanwhile).
+    /// same bytes are read again from the start and store them again). False when the row is
+    /// no longer `reading` (another ingest finished it meanwhile).
     async fn reopen_file(
         &self,
         file_id: i64,
         start: &FileStart,
         run_id: i64,
-    ) -> Result<Option<u64>, StagingError>;
+    ) -> Result<bool, StagingError>;
     /// Write one chunk of a file (prepared off the writer's path: [`PreparedChunk::new`]).
     async fn stage_chunk(
         &self,
@@ -213,9 +216,12 @@ pub trait Staging: Send + Sync {
         chunk: PreparedChunk,
         rejected: Vec<RejectedRow>,
     ) -> Result<ChunkCounts, StagingError>;
+    /// Record a file's end. Fails with [`StagingError::FileTakenOver`] unless `run_id` still
+    /// reads it.
     async fn finish_file(
         &self,
         file_id: i64,
+        run_id: i64,
         totals: &FileTotals,
         error: Option<(&str, &str)>,
     ) -> Result<(), StagingError>;

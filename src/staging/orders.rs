@@ -5,7 +5,7 @@
 //! slower): a chunk or a batch is a handful of statements whatever its size.
 
 use super::changed;
-use super::prepare::{merge_into, PreparedChunk, PreparedOrder};
+use super::prepare::{merge_into, PreparedChunk, PreparedOrder, SameFile};
 use super::{now_utc, to_db_time, SqliteStaging, StagingError};
 use crate::channels::RejectedRow;
 use crate::model::Order;
@@ -182,11 +182,11 @@ impl SqliteStaging {
         file_id: i64,
         f: &FileStart,
         run_id: i64,
-    ) -> Result<Option<u64>, StagingError> {
+    ) -> Result<bool, StagingError> {
         let mut writer = self.writer().await?;
         let mut tx = sqlx::Connection::begin(&mut **writer).await?;
         let taken = sqlx::query(
-            "UPDATE source_files SET run_id = ?, path = ?, format = ?, encoding = ?, notes = ?
+            "UPDATE source_files SET run_id = ?, path = ?, format = ?, encoding = ?, notes = ?, ingested_at = ?
              WHERE id = ? AND status = 'reading'",
         )
         .bind(run_id)
@@ -194,36 +194,33 @@ impl SqliteStaging {
         .bind(&f.format)
         .bind(&f.encoding)
         .bind(serde_json::to_string(&f.notes).unwrap_or_default())
+        .bind(now_utc())
         .bind(file_id)
         .execute(&mut *tx)
         .await?;
         if taken.rows_affected() == 0 {
-            return Ok(None);
+            return Ok(false);
         }
         sqlx::query("DELETE FROM rejected_rows WHERE source_file_id = ?")
             .bind(file_id)
             .execute(&mut *tx)
             .await?;
-        let staged: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM staged_orders WHERE source_file_id = ?")
-                .bind(file_id)
-                .fetch_one(&mut *tx)
-                .await?;
         tx.commit().await?;
-        Ok(Some(staged as u64))
+        Ok(true)
     }
 
     pub(super) async fn update_file_end(
         &self,
         file_id: i64,
+        run_id: i64,
         t: &FileTotals,
         error: Option<(&str, &str)>,
     ) -> Result<(), StagingError> {
-        sqlx::query(
+        let ended = sqlx::query(
             "UPDATE source_files SET status = ?, error_code = ?, error = ?, rows = ?, rows_staged = ?, rejected = ?,
                orders = ?, orders_new = ?, orders_updated = ?, orders_unchanged = ?,
                format = COALESCE(?, format), encoding = COALESCE(?, encoding), notes = ?
-             WHERE id = ?",
+             WHERE id = ? AND run_id = ? AND status = 'reading'",
         )
         .bind(if error.is_some() { "rejected" } else { "ingested" })
         .bind(error.map(|e| e.0))
@@ -239,8 +236,12 @@ impl SqliteStaging {
         .bind(&t.encoding)
         .bind(serde_json::to_string(&t.notes).unwrap_or_default())
         .bind(file_id)
+        .bind(run_id)
         .execute(&self.pool)
         .await?;
+        if ended.rows_affected() == 0 {
+            return Err(StagingError::FileTakenOver { file_id, run_id });
+        }
         Ok(())
     }
 
@@ -269,6 +270,17 @@ impl SqliteStaging {
         sqlx::query("UPDATE lease SET name = name WHERE 0")
             .execute(&mut *tx)
             .await?;
+        // Still this run's file (a run that lost its lease writes nothing more of it).
+        let ours: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM source_files WHERE id = ? AND run_id = ? AND status = 'reading'",
+        )
+        .bind(file_id)
+        .bind(run_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if ours.is_none() {
+            return Err(StagingError::FileTakenOver { file_id, run_id });
+        }
         if !rejected.is_empty() {
             let rows: Vec<serde_json::Value> = rejected
                 .iter()
@@ -437,9 +449,14 @@ impl SqliteStaging {
                 // Inserted by the caller.
                 None => not_staged_before += 1,
                 Some((id, old_hash, status, same_file_rows)) => {
-                    let continued = same_file_rows
+                    let same_file = same_file_rows
                         .as_deref()
-                        .is_some_and(|rows| prepared.continues(rows));
+                        .map(|rows| prepared.against_stored(rows));
+                    if let Some(SameFile::AlreadyStored { first }) = same_file {
+                        counts.unchanged += u64::from(first);
+                        continue;
+                    }
+                    let continued = same_file == Some(SameFile::Continues);
                     if continued {
                         // Same order key again later in the same read of the file: merge its
                         // lines.

@@ -118,7 +118,7 @@ impl Staging for PgStaging {
         file_id: i64,
         start: &FileStart,
         run_id: i64,
-    ) -> Result<Option<u64>, StagingError> {
+    ) -> Result<bool, StagingError> {
         self.take_over_file(file_id, start, run_id).await
     }
     async fn stage_chunk(
@@ -133,10 +133,11 @@ impl Staging for PgStaging {
     async fn finish_file(
         &self,
         file_id: i64,
+        run_id: i64,
         totals: &FileTotals,
         error: Option<(&str, &str)>,
     ) -> Result<(), StagingError> {
-        self.update_file_end(file_id, totals, error).await
+        self.update_file_end(file_id, run_id, totals, error).await
     }
     async fn recover_in_flight(&self, run_id: i64, token: &str) -> Result<u64, StagingError> {
         self.requeue_dead_claims(run_id, token).await

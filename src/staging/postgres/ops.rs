@@ -191,10 +191,10 @@ impl PgStaging {
         file_id: i64,
         f: &FileStart,
         run_id: i64,
-    ) -> Result<Option<u64>, StagingError> {
+    ) -> Result<bool, StagingError> {
         let mut tx = self.pool.begin().await?;
         let taken = sqlx::query(
-            "UPDATE source_files SET run_id = $1, path = $2, format = $3, encoding = $4, notes = $5
+            "UPDATE source_files SET run_id = $1, path = $2, format = $3, encoding = $4, notes = $5, ingested_at = now()
              WHERE id = $6 AND status = 'reading'",
         )
         .bind(run_id)
@@ -206,32 +206,28 @@ impl PgStaging {
         .execute(&mut *tx)
         .await?;
         if taken.rows_affected() == 0 {
-            return Ok(None);
+            return Ok(false);
         }
         sqlx::query("DELETE FROM rejected_rows WHERE source_file_id = $1")
             .bind(file_id)
             .execute(&mut *tx)
             .await?;
-        let staged: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM staged_orders WHERE source_file_id = $1")
-                .bind(file_id)
-                .fetch_one(&mut *tx)
-                .await?;
         tx.commit().await?;
-        Ok(Some(staged as u64))
+        Ok(true)
     }
 
     pub(super) async fn update_file_end(
         &self,
         file_id: i64,
+        run_id: i64,
         t: &FileTotals,
         error: Option<(&str, &str)>,
     ) -> Result<(), StagingError> {
-        sqlx::query(
+        let ended = sqlx::query(
             "UPDATE source_files SET status = $1, error_code = $2, error = $3, rows = $4, rows_staged = $5,
                rejected = $6, orders = $7, orders_new = $8, orders_updated = $9, orders_unchanged = $10,
                format = COALESCE($11, format), encoding = COALESCE($12, encoding), notes = $13
-             WHERE id = $14",
+             WHERE id = $14 AND run_id = $15 AND status = 'reading'",
         )
         .bind(if error.is_some() { "rejected" } else { "ingested" })
         .bind(error.map(|e| e.0))
@@ -247,8 +243,12 @@ impl PgStaging {
         .bind(&t.encoding)
         .bind(serde_json::to_string(&t.notes).unwrap_or_default())
         .bind(file_id)
+        .bind(run_id)
         .execute(&self.pool)
         .await?;
+        if ended.rows_affected() == 0 {
+            return Err(StagingError::FileTakenOver { file_id, run_id });
+        }
         Ok(())
     }
 

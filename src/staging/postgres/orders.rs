@@ -6,7 +6,7 @@ use super::PgStaging;
 use crate::channels::RejectedRow;
 use crate::model::Order;
 use crate::staging::changed;
-use crate::staging::prepare::{merge_into, PreparedChunk, PreparedOrder};
+use crate::staging::prepare::{merge_into, PreparedChunk, PreparedOrder, SameFile};
 use crate::staging::{
     ChunkCounts, ClaimedOrder, ForeignClaims, RecordedOutcome, StagingError, StartedBatch,
 };
@@ -74,6 +74,18 @@ impl PgStaging {
         let merged = chunk.orders;
 
         let mut tx = self.pool.begin().await?;
+        // Still this run's file (a run that lost its lease writes nothing more of it); the
+        // share lock makes a takeover wait for this chunk.
+        let ours: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM source_files WHERE id = $1 AND run_id = $2 AND status = 'reading' FOR SHARE",
+        )
+        .bind(file_id)
+        .bind(run_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if ours.is_none() {
+            return Err(StagingError::FileTakenOver { file_id, run_id });
+        }
         if !rejected.is_empty() {
             let rows: Vec<i64> = rejected.iter().map(|r| r.row_number as i64).collect();
             let columns: Vec<Option<String>> = rejected.iter().map(|r| r.column.clone()).collect();
@@ -137,9 +149,14 @@ impl PgStaging {
                 counts.new += 1;
                 continue;
             };
-            let continued = same_file_rows
+            let same_file = same_file_rows
                 .as_deref()
-                .is_some_and(|rows| prepared.continues(rows));
+                .map(|rows| prepared.against_stored(rows));
+            if let Some(SameFile::AlreadyStored { first }) = same_file {
+                counts.unchanged += u64::from(first);
+                continue;
+            }
+            let continued = same_file == Some(SameFile::Continues);
             if continued {
                 // Same order key again later in the same read of the file: merge its lines.
                 let payload: String =

@@ -176,11 +176,8 @@ pub(super) async fn summary(st: &PgStaging, scope: &Scope) -> Result<Summary, Re
                 .get::<Option<String>, _>("summary")
                 .and_then(|s| serde_json::from_str(&s).ok())
                 .unwrap_or(serde_json::Value::Null),
-            died: crate::report::run_died(
-                r.get::<Option<String>, _>("finished_at").is_some(),
-                r.get("host"),
-                r.get("pid"),
-            ),
+            // Not known across hosts (see `Summary::lease_holder_gone`).
+            died: false,
             host: r.get("host"),
             pid: r.get("pid"),
         })
@@ -275,6 +272,8 @@ pub(super) async fn summary(st: &PgStaging, scope: &Scope) -> Result<Summary, Re
         batches,
         failed_orders,
         reconciliation,
+        // Taken over only when it expires (see `Summary::lease_holder_gone`).
+        lease_holder_gone: false,
         lease,
     })
 }
@@ -603,11 +602,13 @@ fn file_row(r: &PgRow) -> FileRow {
             .unwrap_or_default(),
         error: r.get("error"),
         ingested_at: r.get("ingested_at"),
+        // Only once its run recorded its end: whether a run's process is gone is not known
+        // across hosts (see `Summary::lease_holder_gone`).
         interrupted: crate::report::file_interrupted(
             &r.get::<String, _>("status"),
             r.get::<i64, _>("run_open") > 0,
-            r.get("run_host"),
-            r.get("run_pid"),
+            None,
+            None,
         ),
         run_id: r.get("run_id"),
     }
