@@ -398,15 +398,23 @@ async fn ingest_file(
         if chunk.is_empty() && rejected.is_empty() {
             continue;
         }
+        // Stop once the lease is lost; a chunk that gets past this still checks, in its own
+        // transaction, that the file is this run's (`StagingError::FileTakenOver`).
+        let rows = totals.rows_staged + totals.rejected;
+        let lease_lost = || IngestError::LeaseLost {
+            path: path_text.clone(),
+            rows,
+        };
         if options.lease_lost.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(IngestError::LeaseLost {
-                path: path_text,
-                rows: totals.rows_staged + totals.rejected,
-            });
+            return Err(lease_lost());
         }
         let counts = staging
             .stage_chunk(file_id, run_id, chunk, rejected)
-            .await?;
+            .await
+            .map_err(|e| match e {
+                StagingError::FileTakenOver { .. } => lease_lost(),
+                e => e.into(),
+            })?;
         totals.rows_staged += counts.rows_staged;
         totals.rejected += counts.rejected;
         totals.orders_new += counts.new;

@@ -622,23 +622,10 @@ async fn a_file_taken_over_by_another_run_refuses_the_first_runs_writes(backend:
     assert_eq!(ws.query_i64("SELECT run_id FROM source_files"), run_b);
 }
 
-/// `orderload ingest FILE` started and stopped (SIGSTOP) once `at_least` orders are staged;
-/// returns the child, to be continued with [`signal`].
+/// `orderload ingest FILE` stopped (SIGSTOP) once `at_least` orders are staged; to be
+/// continued with [`signal`].
 async fn ingest_stopped_midway(ws: &Workspace, file: &str, at_least: i64) -> std::process::Child {
-    let child = ws
-        .cmd()
-        .args(["ingest", "--channel", "shop", file])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    let mut child = child;
-    while ws.query_i64("SELECT COUNT(*) FROM staged_orders") < at_least {
-        assert!(child.try_wait().unwrap().is_none(), "ended too soon");
-        assert!(started.elapsed() < Duration::from_secs(60), "no progress");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let child = ingest_until_staged(ws, file, at_least).await;
     signal(&child, "-STOP");
     child
 }

@@ -254,22 +254,7 @@ async fn an_ingest_killed_mid_file_is_read_again_and_nothing_is_lost_or_doubled(
     marks.sort();
     let mut progress = Vec::new();
     for (trial, mark) in marks.iter().enumerate() {
-        let mut child = ws
-            .cmd()
-            .args(["ingest", "--channel", "shop", file])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        while staged() < *mark {
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "trial {trial}: the ingest ended before {mark} orders were staged"
-            );
-            assert!(started.elapsed() < Duration::from_secs(60), "no progress");
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        let mut child = ingest_until_staged(&ws, file, *mark).await;
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         progress.push(staged());

@@ -118,6 +118,31 @@ impl Workspace {
     }
 }
 
+/// `orderload ingest --channel shop FILE` as a child process (stderr piped), returned once at
+/// least `at_least` orders are staged; panics if it ends or stalls before that.
+pub async fn ingest_until_staged(ws: &Workspace, file: &str, at_least: i64) -> std::process::Child {
+    let mut child = ws
+        .cmd()
+        .args(["ingest", "--channel", "shop", file])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start ingest");
+    let started = std::time::Instant::now();
+    while ws.query_i64("SELECT COUNT(*) FROM staged_orders") < at_least {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the ingest ended before {at_least} orders were staged"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no progress"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    child
+}
+
 pub fn target_section(url: &str) -> String {
     format!(
         "[target]\nurl = \"{url}\"\nauthority = \"{url}\"\ntenant_id = \"emulator\"\nclient_id = \"orderload-emulator\"\nclient_secret_env = \"ORDERLOAD_CLIENT_SECRET\"\n[target.retry]\nmax_retries = 8\nbase_ms = 50\ncap_ms = 2000\n"
