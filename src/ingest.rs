@@ -7,7 +7,9 @@
 
 use crate::channels::{self, ChannelSpec, FileError, Item, RejectedRow};
 use crate::model::Order;
-use crate::staging::{FileRecord, FileStart, FileTotals, PreparedChunk, Staging, StagingError};
+use crate::staging::{
+    FileRecord, FileStart, FileTotals, PreparedChunk, ReadMemory, Staging, StagingError,
+};
 use serde::Serialize;
 use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
@@ -310,9 +312,16 @@ async fn ingest_file(
             let rejected = reject_all_lines(&source.path, &err);
             totals.rows = rejected.len() as u64;
             totals.rejected = rejected.len() as u64;
+            let mut read = ReadMemory::default();
             for part in rejected.chunks(1000) {
                 staging
-                    .stage_chunk(file_id, run_id, PreparedChunk::empty(), part.to_vec())
+                    .stage_chunk(
+                        file_id,
+                        run_id,
+                        PreparedChunk::empty(),
+                        part.to_vec(),
+                        &mut read,
+                    )
                     .await?;
             }
             staging
@@ -381,6 +390,7 @@ async fn ingest_file(
         }
     });
 
+    let mut read = ReadMemory::default();
     while let Some(PreparedChunkOf {
         chunk,
         orders_read,
@@ -409,7 +419,7 @@ async fn ingest_file(
             return Err(lease_lost());
         }
         let counts = staging
-            .stage_chunk(file_id, run_id, chunk, rejected)
+            .stage_chunk(file_id, run_id, chunk, rejected, &mut read)
             .await
             .map_err(|e| match e {
                 StagingError::FileTakenOver { .. } => lease_lost(),
@@ -419,7 +429,8 @@ async fn ingest_file(
         totals.rejected += counts.rejected;
         totals.orders_new += counts.new;
         totals.orders_updated += counts.updated;
-        totals.orders_unchanged += counts.unchanged;
+        totals.orders_unchanged =
+            (totals.orders_unchanged + counts.unchanged).saturating_sub(counts.restated);
     }
     let _ = parser.join();
     let _ = preparer.join();

@@ -54,6 +54,7 @@ both!(
     a_killed_submitter_is_recovered_without_duplicates,
     two_ingests_of_one_file_at_once_stage_it_once,
     an_ingest_stopped_midway_is_read_again_to_the_end_without_doubling,
+    a_later_part_adds_to_an_order_whose_first_part_another_file_staged_unchanged,
     a_file_taken_over_by_another_run_refuses_the_first_runs_writes,
     new_content_for_an_order_in_flight_withdraws_the_claim,
     a_database_upgraded_by_a_newer_orderload_is_refused_naming_the_migration,
@@ -539,11 +540,89 @@ async fn a_stalled_ingest_whose_lease_was_taken_over_stops_when_it_wakes() {
     );
 }
 
+/// Yesterday's export staged order #U1000 with two lines and it was sent. Today's export
+/// repeats it with a line added further down the file, in another chunk (a CSV sorted by
+/// something other than the order). Its first part equals what yesterday staged, so the stored
+/// row still names yesterday's file as its source; the later part must still be merged into
+/// it — the order ends with all three lines, goes back to pending once, and is sent again
+/// with them — not replace it with the new line alone.
+async fn a_later_part_adds_to_an_order_whose_first_part_another_file_staged_unchanged(
+    backend: Backend,
+) {
+    let Some(ws) = workspace(backend, "later_part_unchanged") else {
+        return;
+    };
+    let emu = emulator(|_| {}).await;
+    ws.write_config(Some(&emu.base_url), SHOP);
+    ws.edit_config("settle_secs = 0\n", "settle_secs = 0\nchunk_orders = 4\n");
+    let yesterday = shopify_csv(12, 2, "U");
+    ingest(&ws, "yesterday.csv", &yesterday);
+    assert_code(&run_async(&ws, &["submit"]).await, 0);
+    assert_eq!(emu.state().await["salesorderdetails"], 24);
+    let rows_before =
+        ws.query_strings("SELECT source_rows FROM staged_orders WHERE external_id = '#U1000'");
+    let first: Vec<u64> = serde_json::from_str(&rows_before[0]).unwrap();
+
+    // Chunks of 4 orders: #U1000-3 | #U1004 #U1005 #U1000 (its new line) #U1006 | ...
+    let mut lines: Vec<String> = yesterday.lines().map(str::to_string).collect();
+    let added = lines[1]
+        .replace("Tee 0,", "Tee 9,")
+        .replace("SKU-0,", "SKU-9,");
+    lines.insert(13, added);
+    ingest(&ws, "today.csv", &(lines.join("\n") + "\n"));
+
+    let today = ws.query_i64("SELECT MAX(id) FROM source_files");
+    assert_eq!(
+        ws.query_i64("SELECT line_count FROM staged_orders WHERE external_id = '#U1000'"),
+        3,
+        "the order keeps the lines of its first part"
+    );
+    assert_eq!(
+        ws.query_strings(
+            "SELECT status || ' ' || source_file_id || ' ' || row_count || ' ' || source_rows
+             FROM staged_orders WHERE external_id = '#U1000'"
+        ),
+        [format!(
+            "pending {today} 3 [{},{},{}]",
+            first[0],
+            first[1],
+            first[0] + 12
+        )]
+    );
+    assert_eq!(
+        ws.query_i64(
+            "SELECT orders_new * 10000 + orders_updated * 100 + orders_unchanged
+             FROM source_files WHERE id = (SELECT MAX(id) FROM source_files)"
+        ),
+        1_11,
+        "one order updated, eleven unchanged, none counted twice"
+    );
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE status = 'pending'"),
+        1
+    );
+    assert_eq!(
+        ws.query_i64(
+            "SELECT COUNT(*) FROM ledger WHERE from_status = 'succeeded' AND to_status = 'pending'"
+        ),
+        1
+    );
+    let report = report_json(&ws, &[]);
+    assert_eq!(report["reconciliation"]["balanced"], true, "{report}");
+
+    assert_code(&run_async(&ws, &["submit"]).await, 0);
+    assert_eq!(assert_stored_once(&emu.base_url).await, 12);
+    assert_eq!(emu.state().await["salesorderdetails"], 25);
+    emu.shutdown().await;
+}
+
 /// A run writes a file's chunks and its end only while the file is still its own, checked
 /// inside each write's transaction: once another run took the file over (its lease was lost)
 /// or finished it, the first run's writes fail and change nothing.
 async fn a_file_taken_over_by_another_run_refuses_the_first_runs_writes(backend: Backend) {
-    use orderload::staging::{FileStart, FileTotals, PreparedChunk, RunStart, StagingError};
+    use orderload::staging::{
+        FileStart, FileTotals, PreparedChunk, ReadMemory, RunStart, StagingError,
+    };
     let Some(ws) = workspace(backend, "fence") else {
         return;
     };
@@ -584,9 +663,15 @@ async fn a_file_taken_over_by_another_run_refuses_the_first_runs_writes(backend:
         matches!(r, Err(StagingError::FileTakenOver { run_id, .. }) if run_id == run)
     }
     let file = st.start_file(&start, run_a).await.unwrap();
-    st.stage_chunk(file, run_a, PreparedChunk::empty(), bad(1))
-        .await
-        .unwrap();
+    st.stage_chunk(
+        file,
+        run_a,
+        PreparedChunk::empty(),
+        bad(1),
+        &mut ReadMemory::default(),
+    )
+    .await
+    .unwrap();
     assert!(st.reopen_file(file, &start, run_b).await.unwrap());
     assert_eq!(
         ws.query_i64("SELECT COUNT(*) FROM rejected_rows"),
@@ -594,8 +679,14 @@ async fn a_file_taken_over_by_another_run_refuses_the_first_runs_writes(backend:
         "the takeover drops what the first run stored"
     );
     assert!(taken_over(
-        st.stage_chunk(file, run_a, PreparedChunk::empty(), bad(1))
-            .await,
+        st.stage_chunk(
+            file,
+            run_a,
+            PreparedChunk::empty(),
+            bad(1),
+            &mut ReadMemory::default()
+        )
+        .await,
         run_a
     ));
     assert!(taken_over(
@@ -603,14 +694,26 @@ async fn a_file_taken_over_by_another_run_refuses_the_first_runs_writes(backend:
         run_a
     ));
     assert_eq!(ws.query_i64("SELECT COUNT(*) FROM rejected_rows"), 0);
-    st.stage_chunk(file, run_b, PreparedChunk::empty(), bad(1))
-        .await
-        .unwrap();
+    st.stage_chunk(
+        file,
+        run_b,
+        PreparedChunk::empty(),
+        bad(1),
+        &mut ReadMemory::default(),
+    )
+    .await
+    .unwrap();
     st.finish_file(file, run_b, &totals, None).await.unwrap();
     // Finished: nobody's to write or take over any more.
     assert!(matches!(
-        st.stage_chunk(file, run_b, PreparedChunk::empty(), bad(1))
-            .await,
+        st.stage_chunk(
+            file,
+            run_b,
+            PreparedChunk::empty(),
+            bad(1),
+            &mut ReadMemory::default()
+        )
+        .await,
         Err(StagingError::FileTakenOver { .. })
     ));
     assert!(!st.reopen_file(file, &start, run_a).await.unwrap());

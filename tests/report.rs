@@ -4,7 +4,7 @@
 use crate::common::{assert_code, stderr, stdout, Workspace};
 use orderload::channels::RejectedRow;
 use orderload::model::{CurrencyCode, Customer, Order, OrderLine, Provenance};
-use orderload::staging::{FileStart, FileTotals, PreparedChunk, RunStart};
+use orderload::staging::{FileStart, FileTotals, PreparedChunk, ReadMemory, RunStart};
 use orderload::submit::target::{OrderOutcome, OrderResult};
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -137,6 +137,7 @@ fn fixture() -> Fixture {
                 ],
             ),
             vec![rejected(6, "bad_decimal")],
+            &mut ReadMemory::default(),
         )
         .await
         .unwrap();
@@ -170,6 +171,7 @@ fn fixture() -> Fixture {
                 ],
             ),
             vec![rejected(4, "ragged_row"), rejected(5, "ragged_row")],
+            &mut ReadMemory::default(),
         )
         .await
         .unwrap();

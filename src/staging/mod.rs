@@ -10,6 +10,7 @@ mod checkpoint;
 mod claims;
 mod lease;
 mod orders;
+mod parts;
 pub mod postgres;
 mod prepare;
 mod rerun;
@@ -20,6 +21,7 @@ mod time;
 
 pub use lease::{process_gone, LeaseError, LeaseInfo};
 pub use orders::{ChunkCounts, ClaimedOrder, FileRecord, FileStart, FileTotals, RecordedOutcome};
+pub use parts::ReadMemory;
 pub use postgres::PgStaging;
 pub use prepare::PreparedChunk;
 pub use rerun::{RerunCandidate, RerunFilter};
@@ -209,12 +211,15 @@ pub trait Staging: Send + Sync {
         run_id: i64,
     ) -> Result<bool, StagingError>;
     /// Write one chunk of a file (prepared off the writer's path: [`PreparedChunk::new`]).
+    /// `read` carries what this read of the file learned in its earlier chunks: one
+    /// [`ReadMemory`] per read, from its first chunk to its last.
     async fn stage_chunk(
         &self,
         file_id: i64,
         run_id: i64,
         chunk: PreparedChunk,
         rejected: Vec<RejectedRow>,
+        read: &mut ReadMemory,
     ) -> Result<ChunkCounts, StagingError>;
     /// Record a file's end. Fails with [`StagingError::FileTakenOver`] unless `run_id` still
     /// reads it.

@@ -5,7 +5,8 @@
 //! slower): a chunk or a batch is a handful of statements whatever its size.
 
 use super::changed;
-use super::prepare::{merge_into, PreparedChunk, PreparedOrder, SameFile};
+use super::parts::{self, ReadMemory, Relation};
+use super::prepare::{PreparedChunk, PreparedOrder};
 use super::{now_utc, to_db_time, SqliteStaging, StagingError};
 use crate::channels::RejectedRow;
 use crate::model::Order;
@@ -55,6 +56,9 @@ pub struct ChunkCounts {
     pub new: u64,
     pub updated: u64,
     pub unchanged: u64,
+    /// Orders an earlier chunk of the same read counted as unchanged that a later part of
+    /// them changed: counted in `updated` here, to be taken off `unchanged`.
+    pub restated: u64,
     /// Orders that had already succeeded (or failed) and go back to pending because their
     /// content changed.
     pub requeued: u64,
@@ -62,11 +66,29 @@ pub struct ChunkCounts {
     pub rejected: u64,
 }
 
+impl ChunkCounts {
+    /// Count an order whose stored copy was updated. `continued`: `None` when this part
+    /// replaced it; `Some(false)` when it merged into an earlier part of this read (that part
+    /// counted the order); `Some(true)` when that earlier part was counted unchanged, from
+    /// another file's copy — the order changed after all.
+    pub(super) fn count_update(&mut self, continued: Option<bool>) {
+        match continued {
+            Some(false) => {}
+            Some(true) => {
+                self.updated += 1;
+                self.restated += 1;
+            }
+            None => self.updated += 1,
+        }
+    }
+}
+
 impl std::ops::AddAssign for ChunkCounts {
     fn add_assign(&mut self, o: Self) {
         self.new += o.new;
         self.updated += o.updated;
         self.unchanged += o.unchanged;
+        self.restated += o.restated;
         self.requeued += o.requeued;
         self.rows_staged += o.rows_staged;
         self.rejected += o.rejected;
@@ -252,6 +274,7 @@ impl SqliteStaging {
         run_id: i64,
         chunk: PreparedChunk,
         rejected: Vec<RejectedRow>,
+        read: &mut ReadMemory,
     ) -> Result<ChunkCounts, StagingError> {
         let now = now_utc();
         let mut counts = ChunkCounts {
@@ -347,6 +370,7 @@ impl SqliteStaging {
                     max_before,
                     merged,
                     &mut counts,
+                    read,
                 )
                 .await?;
             if not_staged_before != inserted {
@@ -389,7 +413,8 @@ impl SqliteStaging {
 
     /// The orders of a chunk that were not inserted because their key was already staged:
     /// unchanged ones are counted, changed ones get the new payload (and go back to `pending`
-    /// if they had been sent), lines of a key seen again in the same file are merged.
+    /// if they had been sent), lines of a key seen again in the same read are merged
+    /// ([`parts::relate`]).
     #[allow(clippy::too_many_arguments)]
     async fn compare_staged(
         &self,
@@ -400,6 +425,7 @@ impl SqliteStaging {
         max_before: i64,
         merged: Vec<PreparedOrder>,
         counts: &mut ChunkCounts,
+        read: &mut ReadMemory,
     ) -> Result<u64, StagingError> {
         // Which of these orders were staged before this chunk?
         // (channel, external_id) → (id, content hash, status, its records when this file
@@ -449,31 +475,36 @@ impl SqliteStaging {
                 // Inserted by the caller.
                 None => not_staged_before += 1,
                 Some((id, old_hash, status, same_file_rows)) => {
-                    let same_file = same_file_rows
-                        .as_deref()
-                        .map(|rows| prepared.against_stored(rows));
-                    if let Some(SameFile::AlreadyStored { first }) = same_file {
-                        counts.unchanged += u64::from(first);
-                        continue;
-                    }
-                    let continued = same_file == Some(SameFile::Continues);
-                    if continued {
-                        // Same order key again later in the same read of the file: merge its
-                        // lines.
-                        let payload: String =
-                            sqlx::query_scalar("SELECT payload FROM staged_orders WHERE id = ?")
+                    let continued =
+                        match parts::relate(&prepared, *id, same_file_rows.as_deref(), read) {
+                            Relation::AlreadyStored { first } => {
+                                counts.unchanged += u64::from(first);
+                                continue;
+                            }
+                            Relation::Continues { earlier_rows } => {
+                                // An earlier part of this read came before it: merge its lines.
+                                let payload: String = sqlx::query_scalar(
+                                    "SELECT payload FROM staged_orders WHERE id = ?",
+                                )
                                 .bind(id)
                                 .fetch_one(&mut **tx)
                                 .await?;
-                        let mut earlier: Order = serde_json::from_str(&payload)
-                            .map_err(|source| StagingError::Payload { id: *id, source })?;
-                        let later = prepared
-                            .order()
-                            .map_err(|source| StagingError::Payload { id: *id, source })?;
-                        merge_into(&mut earlier, later);
-                        prepared = PreparedOrder::new(earlier, &mut buf);
-                    }
+                                let restated = earlier_rows.is_some();
+                                prepared = parts::continue_stored(
+                                    &payload,
+                                    *id,
+                                    &prepared,
+                                    earlier_rows,
+                                    &mut buf,
+                                )?;
+                                Some(restated)
+                            }
+                            Relation::Compare => None,
+                        };
                     if prepared.has_hash(old_hash) {
+                        if same_file_rows.is_none() {
+                            read.remember_unchanged(*id, &prepared);
+                        }
                         counts.unchanged += 1;
                         continue;
                     }
@@ -508,9 +539,7 @@ impl SqliteStaging {
                     .execute(&mut **tx)
                     .await?;
                     changed::check_updated(updated.rows_affected(), file_id, &key)?;
-                    if !continued {
-                        counts.updated += 1;
-                    }
+                    counts.count_update(continued);
                     if requeue {
                         counts.requeued += 1;
                         sqlx::query(

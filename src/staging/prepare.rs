@@ -226,10 +226,10 @@ impl PreparedChunk {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn order() -> Order {
+    pub(in crate::staging) fn order() -> Order {
         serde_json::from_str(
             r##"{"channel":"shop","external_id":"#1001","created_at":"2025-02-28T23:00:00Z",
             "created_at_original":"2025-03-01 00:00:00 +0100","currency":"EUR",

@@ -127,8 +127,10 @@ impl Staging for PgStaging {
         run_id: i64,
         chunk: PreparedChunk,
         rejected: Vec<RejectedRow>,
+        read: &mut ReadMemory,
     ) -> Result<ChunkCounts, StagingError> {
-        self.write_chunk(file_id, run_id, chunk, rejected).await
+        self.write_chunk(file_id, run_id, chunk, rejected, read)
+            .await
     }
     async fn finish_file(
         &self,

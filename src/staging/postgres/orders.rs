@@ -4,9 +4,9 @@
 
 use super::PgStaging;
 use crate::channels::RejectedRow;
-use crate::model::Order;
 use crate::staging::changed;
-use crate::staging::prepare::{merge_into, PreparedChunk, PreparedOrder, SameFile};
+use crate::staging::parts::{self, ReadMemory, Relation};
+use crate::staging::prepare::{PreparedChunk, PreparedOrder};
 use crate::staging::{
     ChunkCounts, ClaimedOrder, ForeignClaims, RecordedOutcome, StagingError, StartedBatch,
 };
@@ -65,6 +65,7 @@ impl PgStaging {
         run_id: i64,
         chunk: PreparedChunk,
         rejected: Vec<RejectedRow>,
+        read: &mut ReadMemory,
     ) -> Result<ChunkCounts, StagingError> {
         let mut counts = ChunkCounts {
             rejected: rejected.len() as u64,
@@ -149,30 +150,29 @@ impl PgStaging {
                 counts.new += 1;
                 continue;
             };
-            let same_file = same_file_rows
-                .as_deref()
-                .map(|rows| prepared.against_stored(rows));
-            if let Some(SameFile::AlreadyStored { first }) = same_file {
-                counts.unchanged += u64::from(first);
-                continue;
-            }
-            let continued = same_file == Some(SameFile::Continues);
-            if continued {
-                // Same order key again later in the same read of the file: merge its lines.
-                let payload: String =
-                    sqlx::query_scalar("SELECT payload FROM staged_orders WHERE id = $1")
-                        .bind(id)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                let mut earlier: Order = serde_json::from_str(&payload)
-                    .map_err(|source| StagingError::Payload { id: *id, source })?;
-                let later = prepared
-                    .order()
-                    .map_err(|source| StagingError::Payload { id: *id, source })?;
-                merge_into(&mut earlier, later);
-                prepared = PreparedOrder::new(earlier, &mut buf);
-            }
+            let continued = match parts::relate(&prepared, *id, same_file_rows.as_deref(), read) {
+                Relation::AlreadyStored { first } => {
+                    counts.unchanged += u64::from(first);
+                    continue;
+                }
+                Relation::Continues { earlier_rows } => {
+                    // An earlier part of this read came before it: merge its lines.
+                    let payload: String =
+                        sqlx::query_scalar("SELECT payload FROM staged_orders WHERE id = $1")
+                            .bind(id)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                    let restated = earlier_rows.is_some();
+                    prepared =
+                        parts::continue_stored(&payload, *id, &prepared, earlier_rows, &mut buf)?;
+                    Some(restated)
+                }
+                Relation::Compare => None,
+            };
             if prepared.has_hash(old_hash) {
+                if same_file_rows.is_none() {
+                    read.remember_unchanged(*id, &prepared);
+                }
                 counts.unchanged += 1;
                 continue;
             }
@@ -203,9 +203,7 @@ impl PgStaging {
             .execute(&mut *tx)
             .await?;
             changed::check_updated(updated.rows_affected(), file_id, &key)?;
-            if !continued {
-                counts.updated += 1;
-            }
+            counts.count_update(continued);
             if requeue {
                 counts.requeued += 1;
                 sqlx::query(

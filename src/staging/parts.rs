@@ -1,0 +1,168 @@
+//! How a part of an order relates to the copy already staged, across the chunks of one read
+//! of a file. An order's rows can be far apart in a file (a CSV sorted by SKU): each chunk
+//! holds a part, and a later part must be merged into what the earlier ones staged, never
+//! replace it. Both backends decide with [`relate`] and merge with [`continue_stored`].
+
+use super::prepare::{merge_into, PreparedOrder, SameFile};
+use super::StagingError;
+use crate::model::Order;
+use std::collections::HashMap;
+
+/// What one read of a file remembers from chunk to chunk: the orders whose part in this file
+/// was found unchanged from the copy *another* file staged (the stored row keeps that file as
+/// its source, so a later part could not otherwise tell that an earlier one came before it),
+/// with the records of that part. About 30 bytes per such order, for the length of one read;
+/// nothing for new orders.
+#[derive(Debug, Default)]
+pub struct ReadMemory {
+    /// staged order id → (offset, len) in `rows`
+    unchanged: HashMap<i64, (u32, u32)>,
+    rows: Vec<u64>,
+}
+
+impl ReadMemory {
+    /// This read found `part` unchanged from order `id`, staged from another file.
+    pub(super) fn remember_unchanged(&mut self, id: i64, part: &PreparedOrder) {
+        let rows: Vec<u64> = serde_json::from_str(&part.source_rows).unwrap_or_default();
+        let (Ok(offset), Ok(len)) = (u32::try_from(self.rows.len()), u32::try_from(rows.len()))
+        else {
+            return;
+        };
+        self.rows.extend(rows);
+        self.unchanged.insert(id, (offset, len));
+    }
+
+    /// The records of this read's earlier, unchanged part of order `id`, if there was one;
+    /// forgotten once taken (the order's source is this file from then on).
+    fn take_unchanged(&mut self, id: i64) -> Option<Vec<u64>> {
+        let (offset, len) = self.unchanged.remove(&id)?;
+        let range = offset as usize..(offset + len) as usize;
+        self.rows.get(range).map(<[u64]>::to_vec)
+    }
+
+    /// How many orders it remembers (for tests).
+    pub fn len(&self) -> usize {
+        self.unchanged.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.unchanged.is_empty()
+    }
+}
+
+/// A part of an order against the stored copy (order `id`).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Relation {
+    /// An interrupted read of this file stored it already; `first`: count the order once.
+    AlreadyStored { first: bool },
+    /// An earlier part of this read came before it: merge it into the stored order.
+    /// `earlier_rows` when that part was found unchanged from another file's copy: the stored
+    /// order takes this file as its source, with those records.
+    Continues { earlier_rows: Option<Vec<u64>> },
+    /// Compare it with the stored order and replace that if it differs.
+    Compare,
+}
+
+/// `same_file_rows`: the stored copy's `source_rows` when this file staged it, else `None`.
+pub(super) fn relate(
+    part: &PreparedOrder,
+    id: i64,
+    same_file_rows: Option<&str>,
+    read: &mut ReadMemory,
+) -> Relation {
+    match same_file_rows.map(|rows| part.against_stored(rows)) {
+        Some(SameFile::AlreadyStored { first }) => Relation::AlreadyStored { first },
+        Some(SameFile::Continues) => Relation::Continues { earlier_rows: None },
+        Some(SameFile::Replaces) => Relation::Compare,
+        None => match read.take_unchanged(id) {
+            Some(rows) => Relation::Continues {
+                earlier_rows: Some(rows),
+            },
+            None => Relation::Compare,
+        },
+    }
+}
+
+/// The stored order (`stored_payload`, order `id`) with `part` merged into it, prepared
+/// again. With `earlier_rows` its source becomes this part's file and those records first.
+pub(super) fn continue_stored(
+    stored_payload: &str,
+    id: i64,
+    part: &PreparedOrder,
+    earlier_rows: Option<Vec<u64>>,
+    buf: &mut Vec<u8>,
+) -> Result<PreparedOrder, StagingError> {
+    let mut earlier: Order = serde_json::from_str(stored_payload)
+        .map_err(|source| StagingError::Payload { id, source })?;
+    let later = part
+        .order()
+        .map_err(|source| StagingError::Payload { id, source })?;
+    if let Some(rows) = earlier_rows {
+        earlier.source.file_id = later.source.file_id;
+        earlier.source.path = later.source.path.clone();
+        earlier.source.rows = rows;
+    }
+    merge_into(&mut earlier, later);
+    Ok(PreparedOrder::new(earlier, buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::staging::prepare::tests::order;
+
+    fn part(file_id: i64, path: &str, rows: Vec<u64>) -> PreparedOrder {
+        let mut o = order();
+        o.source.file_id = Some(file_id);
+        o.source.path = Some(path.into());
+        o.source.rows = rows;
+        PreparedOrder::new(o, &mut Vec::new())
+    }
+
+    #[test]
+    fn a_part_after_one_found_unchanged_from_another_file_continues_it() {
+        let mut read = ReadMemory::default();
+        let first = part(2, "/in/b.csv", vec![3, 4]);
+        let later = part(2, "/in/b.csv", vec![90]);
+        assert_eq!(relate(&later, 7, None, &mut read), Relation::Compare);
+        read.remember_unchanged(7, &first);
+        read.remember_unchanged(8, &part(2, "/in/b.csv", vec![5]));
+        assert_eq!(read.len(), 2);
+        assert_eq!(
+            relate(&later, 7, None, &mut read),
+            Relation::Continues {
+                earlier_rows: Some(vec![3, 4])
+            }
+        );
+        assert_eq!(read.len(), 1, "taken once");
+        assert_eq!(relate(&later, 7, None, &mut read), Relation::Compare);
+        // A copy this file stored decides by its records, whatever the memory holds.
+        assert_eq!(
+            relate(&later, 8, Some("[1,2]"), &mut read),
+            Relation::Continues { earlier_rows: None }
+        );
+        assert_eq!(
+            relate(&later, 8, Some("[90]"), &mut read),
+            Relation::AlreadyStored { first: true }
+        );
+    }
+
+    #[test]
+    fn the_merged_order_takes_this_file_as_its_source() {
+        let stored = part(1, "/in/a.csv", vec![40]);
+        let later = part(2, "/in/b.csv", vec![90]);
+        let merged =
+            continue_stored(&stored.payload, 7, &later, Some(vec![3]), &mut Vec::new()).unwrap();
+        let o = merged.order().unwrap();
+        assert_eq!(o.lines.len(), 2);
+        assert_eq!(o.lines[1].line_number, 2);
+        assert_eq!(o.source.file_id, Some(2));
+        assert_eq!(o.source.path.as_deref(), Some("/in/b.csv"));
+        assert_eq!(merged.source_rows, "[3,90]");
+        assert_eq!(merged.row_count, 2);
+        // Without earlier rows (a part this file stored) the source rows add up.
+        let same = continue_stored(&stored.payload, 7, &later, None, &mut Vec::new()).unwrap();
+        assert_eq!(same.source_rows, "[40,90]");
+        assert!(continue_stored("{", 7, &later, None, &mut Vec::new()).is_err());
+    }
+}
