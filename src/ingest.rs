@@ -285,7 +285,7 @@ async fn ingest_file(
             }
             warn!(file_id = previous.id, "this file's earlier ingest stopped before the end of the file; reading it again from the start (orders it staged are compared, not staged twice)");
             resumed = Some(format!(
-                "read again from the start: an earlier ingest (started {}) stopped before the end of the file; orders it had staged count as unchanged (or updated, if only part of one was stored), and its rejected rows were replaced by this read's",
+                "read again from the start: an earlier ingest (started {}) stopped before the end of the file; orders it had staged count as unchanged (also one this read completed with lines the first read had not reached, or updated if its stored part differs), and its rejected rows were replaced by this read's",
                 previous.ingested_at
             ));
             previous.id

@@ -563,13 +563,19 @@ async fn a_later_part_adds_to_an_order_whose_first_part_another_file_staged_unch
         ws.query_strings("SELECT source_rows FROM staged_orders WHERE external_id = '#U1000'");
     let first: Vec<u64> = serde_json::from_str(&rows_before[0]).unwrap();
 
-    // Chunks of 4 orders: #U1000-3 | #U1004 #U1005 #U1000 (its new line) #U1006 | ...
+    // A new order #U2000 first (so every record number moves by one), then yesterday's
+    // orders. Chunks of 4 orders: #U2000 #U1000-2 | #U1003-5 #U1000 (its new line) | ...
     let mut lines: Vec<String> = yesterday.lines().map(str::to_string).collect();
     let added = lines[1]
         .replace("Tee 0,", "Tee 9,")
         .replace("SKU-0,", "SKU-9,");
     lines.insert(13, added);
-    ingest(&ws, "today.csv", &(lines.join("\n") + "\n"));
+    let new_order = lines[3].replacen("#U1001", "#U2000", 1);
+    assert_ne!(new_order, lines[3]);
+    lines.insert(1, new_order);
+    let today_csv = ws.write_file("in/today.csv", &(lines.join("\n") + "\n"));
+    let out = ws.run(&["ingest", "--channel", "shop", today_csv.to_str().unwrap()]);
+    assert_code(&out, 0);
 
     let today = ws.query_i64("SELECT MAX(id) FROM source_files");
     assert_eq!(
@@ -577,29 +583,58 @@ async fn a_later_part_adds_to_an_order_whose_first_part_another_file_staged_unch
         3,
         "the order keeps the lines of its first part"
     );
+    let rows = format!("[{},{},{}]", first[0] + 1, first[1] + 1, first[0] + 13);
     assert_eq!(
         ws.query_strings(
             "SELECT status || ' ' || source_file_id || ' ' || row_count || ' ' || source_rows
              FROM staged_orders WHERE external_id = '#U1000'"
         ),
-        [format!(
-            "pending {today} 3 [{},{},{}]",
-            first[0],
-            first[1],
-            first[0] + 12
-        )]
+        [format!("pending {today} 3 {rows}")]
+    );
+    let payload: Value = serde_json::from_str(
+        &ws.query_strings("SELECT payload FROM staged_orders WHERE external_id = '#U1000'")[0],
+    )
+    .unwrap();
+    let names: Vec<&str> = payload["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 3, "{payload}");
+    assert!(names[2].starts_with("Tee 9"), "{names:?}");
+    assert!(
+        names[..2].iter().all(|n| !n.starts_with("Tee 9")),
+        "{names:?}"
+    );
+    assert_eq!(payload["lines"][2]["line_number"], 3);
+    assert_eq!(payload["source"]["file_id"], today, "{payload}");
+    assert_eq!(payload["source"]["rows"].to_string(), rows);
+    assert!(
+        payload["source"]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("today.csv"),
+        "{payload}"
+    );
+    // The eleven orders found unchanged keep yesterday's file as their source.
+    assert_eq!(
+        ws.query_i64(&format!(
+            "SELECT COUNT(*) FROM staged_orders WHERE source_file_id = {today}"
+        )),
+        2
     );
     assert_eq!(
         ws.query_i64(
             "SELECT orders_new * 10000 + orders_updated * 100 + orders_unchanged
              FROM source_files WHERE id = (SELECT MAX(id) FROM source_files)"
         ),
-        1_11,
-        "one order updated, eleven unchanged, none counted twice"
+        1_01_11,
+        "one order new, one updated, eleven unchanged, none counted twice"
     );
     assert_eq!(
         ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE status = 'pending'"),
-        1
+        2
     );
     assert_eq!(
         ws.query_i64(
@@ -611,8 +646,8 @@ async fn a_later_part_adds_to_an_order_whose_first_part_another_file_staged_unch
     assert_eq!(report["reconciliation"]["balanced"], true, "{report}");
 
     assert_code(&run_async(&ws, &["submit"]).await, 0);
-    assert_eq!(assert_stored_once(&emu.base_url).await, 12);
-    assert_eq!(emu.state().await["salesorderdetails"], 25);
+    assert_eq!(assert_stored_once(&emu.base_url).await, 13);
+    assert_eq!(emu.state().await["salesorderdetails"], 26);
     emu.shutdown().await;
 }
 

@@ -5,7 +5,7 @@
 //! - Contiguous records with the same order key form one order. If a key reappears later in
 //!   the same file (not contiguous), it is yielded again as a *separate* [`Order`] with the same
 //!   `external_id`; the ingest pipeline merges or replaces it. Only the current order is held in
-//!   memory, so memory does not grow with the file.
+//!   memory (and the keys of rejected orders, below), so memory does not grow with the file.
 //! - A row-level problem (bad number, bad quantity, ragged row, ...) rejects that row with its
 //!   own reason. The other rows of the same order are rejected too, with `order_incomplete`:
 //!   an order is never staged with lines missing, because its totals would no longer add up
@@ -13,13 +13,17 @@
 //! - An order-level problem (found on the order's first row, e.g. unknown currency or a bad
 //!   order date, or when assembling the order) rejects all rows of the order with that reason.
 //! - A record without an order key is rejected on its own (`missing_value`).
+//! - Once an order is rejected, a part of it that comes later in the file (its key again,
+//!   not contiguous) is rejected too, with `order_incomplete` naming the first rejected
+//!   row: staging that part alone would stage the order with lines missing. The reader
+//!   remembers the keys of the orders it rejected (only those) until the end of the file.
 
 use super::fields::Problem;
 use super::records::{Record, RecordSource};
 use super::spreadsheet::PostalCodeWatch;
 use super::{Item, OrderReader, RejectedRow};
 use crate::model::Order;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 /// Orders with more rows than this are rejected (`order_too_large`) instead of buffered.
 pub(crate) const MAX_ROWS_PER_ORDER: usize = 10_000;
@@ -68,6 +72,8 @@ pub(crate) struct GroupedReader<A: RowAdapter> {
     group: Option<Group<A>>,
     /// Key of an order that exceeded [`MAX_ROWS_PER_ORDER`]; its further rows are rejected.
     oversized: Option<String>,
+    /// Orders rejected so far in this file → their first rejected row.
+    rejected_orders: HashMap<String, u64>,
     finished: bool,
     /// Spreadsheet damage to postal codes, noticed while the records go by.
     postal: Option<PostalCodeWatch>,
@@ -83,6 +89,7 @@ impl<A: RowAdapter> GroupedReader<A> {
             pending: VecDeque::new(),
             group: None,
             oversized: None,
+            rejected_orders: HashMap::new(),
             finished: false,
         }
     }
@@ -132,6 +139,11 @@ impl<A: RowAdapter> GroupedReader<A> {
         group.rows.push(GroupRow { number, raw, data });
         if group.rows.len() >= MAX_ROWS_PER_ORDER {
             if let Some(group) = self.group.take() {
+                if let Some(first) = group.rows.first() {
+                    self.rejected_orders
+                        .entry(key.clone())
+                        .or_insert(first.number);
+                }
                 for r in group.rows {
                     self.reject(r.number, r.raw, too_large(&key));
                 }
@@ -168,19 +180,39 @@ impl<A: RowAdapter> GroupedReader<A> {
         }
     }
 
+    /// Reject every row of `group`: each keeps its own problem, or gets `problem`.
+    fn reject_group(&mut self, key: String, rows: Vec<GroupRow<A::Row>>, problem: &Problem) {
+        if let Some(first) = rows.iter().map(|r| r.number).min() {
+            self.rejected_orders.entry(key).or_insert(first);
+        }
+        for r in rows {
+            let own = r.data.err().unwrap_or_else(|| problem.clone());
+            self.reject(r.number, r.raw, own);
+        }
+    }
+
     fn flush(&mut self) {
         let Some(group) = self.group.take() else {
             return;
         };
         let key = group.key;
+        if let Some(&first) = self.rejected_orders.get(&key) {
+            let p = Problem {
+                column: None,
+                reason: "order_incomplete",
+                message: format!(
+                    "order {key}: not staged because row {first} of the same order, earlier in \
+                     the file, was rejected; fix it and load the file again"
+                ),
+            };
+            self.reject_group(key, group.rows, &p);
+            return;
+        }
         let head = match group.head {
             Ok(h) => h,
             Err(p) => {
                 let p = in_order(&key, p);
-                for r in group.rows {
-                    let own = r.data.err().unwrap_or_else(|| p.clone());
-                    self.reject(r.number, r.raw, own);
-                }
+                self.reject_group(key, group.rows, &p);
                 return;
             }
         };
@@ -196,20 +228,15 @@ impl<A: RowAdapter> GroupedReader<A> {
                 .map(u64::to_string)
                 .collect::<Vec<_>>()
                 .join(", ");
-            for r in group.rows {
-                let p = match r.data {
-                    Err(p) => p,
-                    Ok(_) => Problem {
-                        column: None,
-                        reason: "order_incomplete",
-                        message: format!(
-                            "order {key}: not staged because row(s) {list} of the same order \
-                             were rejected; fix them and load the file again"
-                        ),
-                    },
-                };
-                self.reject(r.number, r.raw, p);
-            }
+            let p = Problem {
+                column: None,
+                reason: "order_incomplete",
+                message: format!(
+                    "order {key}: not staged because row(s) {list} of the same order were \
+                     rejected; fix them and load the file again"
+                ),
+            };
+            self.reject_group(key, group.rows, &p);
             return;
         }
         let mut numbers = Vec::with_capacity(group.rows.len());
@@ -230,6 +257,9 @@ impl<A: RowAdapter> GroupedReader<A> {
             }
             Err(p) => {
                 let p = in_order(&key, p);
+                if let Some(&first) = numbers.iter().min() {
+                    self.rejected_orders.entry(key).or_insert(first);
+                }
                 for (n, raw) in numbers.into_iter().zip(raws) {
                     self.reject(n, raw, p.clone());
                 }

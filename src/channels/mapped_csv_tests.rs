@@ -100,3 +100,49 @@ fn unknown_currency_in_the_file_rejects_the_order() {
         .all(|x| x.reason_code == "unknown_currency"));
     assert_eq!(r.rejected[0].column.as_deref(), Some("cur"));
 }
+
+#[test]
+fn a_later_part_of_a_rejected_order_is_rejected_too() {
+    // A-1's first part has a bad quantity; its second part comes after B-2 (a file sorted by
+    // something other than the order). Staging that part alone would stage A-1 without a line.
+    let text = "ref,when,item,n,each\n\
+                A-1,2024-01-02 03:04,Thing,lots,1.10\n\
+                B-2,2024-01-03 00:00,Thing,1,1.10\n\
+                A-1,2024-01-02 03:04,Other,1,2.00\n\
+                C-3,2024-01-03 00:00,Thing,1,1.10\n";
+    let r = read_bytes(text.as_bytes(), &small_spec()).unwrap();
+    let ids: Vec<&str> = r.orders.iter().map(|o| o.external_id.as_str()).collect();
+    assert_eq!(ids, ["B-2", "C-3"]);
+    let rejected: Vec<(u64, &str)> = r
+        .rejected
+        .iter()
+        .map(|x| (x.row_number, x.reason_code.as_str()))
+        .collect();
+    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    assert_eq!(rejected[0].0, 1);
+    assert_ne!(rejected[0].1, "order_incomplete");
+    assert_eq!(rejected[1], (3, "order_incomplete"));
+    assert!(
+        r.rejected[1].message.contains("row 1 of the same order"),
+        "{}",
+        r.rejected[1].message
+    );
+    assert!(r.rejected[1].raw.contains("Other"));
+}
+
+#[test]
+fn a_later_part_of_an_order_rejected_for_an_order_level_problem_is_rejected_too() {
+    let text = "ref,when,item,n,each\n\
+                D-4,yesterday,Thing,1,1.10\n\
+                B-2,2024-01-03 00:00,Thing,1,1.10\n\
+                D-4,2024-01-02 03:04,Other,1,2.00\n";
+    let r = read_bytes(text.as_bytes(), &small_spec()).unwrap();
+    let ids: Vec<&str> = r.orders.iter().map(|o| o.external_id.as_str()).collect();
+    assert_eq!(ids, ["B-2"]);
+    let rejected: Vec<(u64, &str)> = r
+        .rejected
+        .iter()
+        .map(|x| (x.row_number, x.reason_code.as_str()))
+        .collect();
+    assert_eq!(rejected, [(1, "bad_date"), (3, "order_incomplete")]);
+}
