@@ -391,6 +391,7 @@ async fn ingest_file(
     });
 
     let mut read = ReadMemory::default();
+    let mut held_back = 0u64;
     while let Some(PreparedChunkOf {
         chunk,
         orders_read,
@@ -431,10 +432,18 @@ async fn ingest_file(
         totals.orders_updated += counts.updated;
         totals.orders_unchanged =
             (totals.orders_unchanged + counts.unchanged).saturating_sub(counts.restated);
+        held_back += counts.held_back;
     }
     let _ = parser.join();
     let _ = preparer.join();
 
+    if held_back > 0 {
+        let msg = format!(
+            "{held_back} order(s) held back (failed, order_incomplete): staged from some of their rows while other rows of each, further down the file, were rejected"
+        );
+        warn!("{msg}");
+        totals.notes.push(msg);
+    }
     let mut error = None;
     if totals.rows != totals.rows_staged + totals.rejected {
         let msg = format!(
@@ -490,6 +499,7 @@ fn reject_all_lines(path: &Path, err: &FileError) -> Vec<RejectedRow> {
                 reason_code: err.reason_code().to_string(),
                 message: format!("line {line_no}: {err}"),
                 raw: text,
+                order_key: None,
             });
         }
         buf.clear();

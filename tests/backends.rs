@@ -55,6 +55,7 @@ both!(
     two_ingests_of_one_file_at_once_stage_it_once,
     an_ingest_stopped_midway_is_read_again_to_the_end_without_doubling,
     a_later_part_adds_to_an_order_whose_first_part_another_file_staged_unchanged,
+    an_order_staged_from_its_first_part_is_held_back_when_a_later_part_is_rejected,
     a_file_taken_over_by_another_run_refuses_the_first_runs_writes,
     new_content_for_an_order_in_flight_withdraws_the_claim,
     a_database_upgraded_by_a_newer_orderload_is_refused_naming_the_migration,
@@ -651,6 +652,109 @@ async fn a_later_part_adds_to_an_order_whose_first_part_another_file_staged_unch
     emu.shutdown().await;
 }
 
+/// A CSV sorted by something other than the order: A-1 and C-3 each have a second line
+/// further down, and that line is rejected (a bad quantity). Their first lines were staged
+/// already (A-1 in the same chunk, C-3 in an earlier one), so each staged order lacks a line:
+/// it is held back — `failed` with `order_incomplete`, never sent — and the other orders go.
+async fn an_order_staged_from_its_first_part_is_held_back_when_a_later_part_is_rejected(
+    backend: Backend,
+) {
+    let Some(ws) = workspace(backend, "held_back") else {
+        return;
+    };
+    let emu = emulator(|_| {}).await;
+    ws.write_config(
+        Some(&emu.base_url),
+        "[[channel]]\nname = \"m\"\nformat = \"csv\"\ncurrency = \"EUR\"\n\
+         [channel.mapping]\nexternal_id = \"ref\"\ncreated_at = \"when\"\nname = \"item\"\n\
+         quantity = \"n\"\nunit_price = \"each\"\n",
+    );
+    ws.edit_config("settle_secs = 0\n", "settle_secs = 0\nchunk_orders = 3\n");
+    // Chunks of 3 orders: A-1 B-2 C-3 (and A-1's rejected row 3) | D-4 E-5 (and C-3's row 7).
+    let csv = "ref,when,item,n,each\n\
+               A-1,2024-01-02 03:04,Thing,1,1.10\n\
+               B-2,2024-01-02 03:04,Thing,1,1.10\n\
+               A-1,2024-01-02 03:04,Other,lots,2.00\n\
+               C-3,2024-01-02 03:04,Thing,1,1.10\n\
+               D-4,2024-01-02 03:04,Thing,1,1.10\n\
+               E-5,2024-01-02 03:04,Thing,1,1.10\n\
+               C-3,2024-01-02 03:04,Other,x,2.00\n";
+    let file = ws.write_file("in/sorted.csv", csv);
+    let out = ws.run(&["ingest", "--channel", "m", file.to_str().unwrap()]);
+    assert_code(&out, 3);
+    assert_eq!(
+        ws.query_strings(
+            "SELECT external_id || ' ' || status || ' ' || COALESCE(last_error_code, '-')
+             FROM staged_orders ORDER BY external_id"
+        ),
+        [
+            "A-1 failed order_incomplete",
+            "B-2 pending -",
+            "C-3 failed order_incomplete",
+            "D-4 pending -",
+            "E-5 pending -",
+        ]
+    );
+    assert_eq!(
+        ws.query_strings(
+            "SELECT row_number || ' ' || reason_code FROM rejected_rows ORDER BY row_number"
+        ),
+        ["3 bad_quantity", "7 bad_quantity"]
+    );
+    assert_eq!(
+        ws.query_i64("SELECT rows - rows_staged - rejected FROM source_files"),
+        0
+    );
+    // Each held-back order: staged, then failed, in its ledger.
+    assert_eq!(
+        ws.query_strings(
+            "SELECT COALESCE(l.from_status, '-') || '>' || l.to_status || ' ' || COALESCE(l.error_code, '-')
+             FROM ledger l JOIN staged_orders o ON o.id = l.order_id
+             WHERE o.external_id = 'C-3' ORDER BY l.id"
+        ),
+        ["->pending -", "pending>failed order_incomplete"]
+    );
+    let message =
+        ws.query_strings("SELECT last_error_message FROM staged_orders WHERE external_id = 'C-3'");
+    assert!(message[0].contains("row 7 of this order"), "{message:?}");
+    let notes = ws.query_strings("SELECT notes FROM source_files");
+    assert!(notes[0].contains("2 order(s) held back"), "{notes:?}");
+    let failed = report_json(&ws, &["--failed"]);
+    assert_eq!(failed["total"], 2, "{failed}");
+    assert!(
+        failed["failed_orders"][0]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("load the file again"),
+        "{failed}"
+    );
+
+    let out = run_async(&ws, &["submit"]).await;
+    assert_code(&out, 0); // the held-back orders were reported by the ingest (exit 3)
+    assert_eq!(
+        assert_stored_once(&emu.base_url).await,
+        3,
+        "A-1 and C-3 are not sent"
+    );
+
+    // The file fixed and loaded again: both orders are whole, back to pending, and sent.
+    let fixed = csv.replace(",lots,", ",1,").replace(",x,", ",2,");
+    let file = ws.write_file("in/sorted-fixed.csv", &fixed);
+    let out = ws.run(&["ingest", "--channel", "m", file.to_str().unwrap()]);
+    assert_code(&out, 0);
+    assert_eq!(
+        ws.query_strings(
+            "SELECT external_id || ' ' || status || ' ' || line_count FROM staged_orders
+             WHERE external_id IN ('A-1', 'C-3') ORDER BY external_id"
+        ),
+        ["A-1 pending 2", "C-3 pending 2"]
+    );
+    assert_code(&run_async(&ws, &["submit"]).await, 0);
+    assert_eq!(assert_stored_once(&emu.base_url).await, 5);
+    assert_eq!(emu.state().await["salesorderdetails"], 7);
+    emu.shutdown().await;
+}
+
 /// A run writes a file's chunks and its end only while the file is still its own, checked
 /// inside each write's transaction: once another run took the file over (its lease was lost)
 /// or finished it, the first run's writes fail and change nothing.
@@ -687,6 +791,7 @@ async fn a_file_taken_over_by_another_run_refuses_the_first_runs_writes(backend:
             reason_code: "bad_quantity".into(),
             message: "bad".into(),
             raw: "x".into(),
+            order_key: None,
         }]
     };
     let totals = FileTotals {

@@ -71,6 +71,7 @@ fn rejected(row: u64, reason: &str) -> RejectedRow {
         reason_code: reason.into(),
         message: format!("row {row}: {reason}"),
         raw: "=cmd|' /C calc'!A0".into(),
+        order_key: None,
     }
 }
 

@@ -95,12 +95,18 @@ impl<A: RowAdapter> GroupedReader<A> {
     }
 
     fn reject(&mut self, number: u64, raw: String, p: Problem) {
+        self.reject_of(None, number, raw, p);
+    }
+
+    /// Reject a record of order `key` (a whole order, or a part of one).
+    fn reject_of(&mut self, key: Option<&str>, number: u64, raw: String, p: Problem) {
         self.pending.push_back(Item::Rejected(RejectedRow {
             row_number: number,
             column: p.column,
             reason_code: p.reason.to_string(),
             message: p.message,
             raw,
+            order_key: key.map(str::to_string),
         }));
     }
 
@@ -128,7 +134,7 @@ impl<A: RowAdapter> GroupedReader<A> {
             self.oversized = None;
         }
         if self.oversized.is_some() {
-            self.reject(number, raw, too_large(&key));
+            self.reject_of(Some(&key), number, raw, too_large(&key));
             return;
         }
         let group = self.group.get_or_insert_with(|| Group {
@@ -145,7 +151,7 @@ impl<A: RowAdapter> GroupedReader<A> {
                         .or_insert(first.number);
                 }
                 for r in group.rows {
-                    self.reject(r.number, r.raw, too_large(&key));
+                    self.reject_of(Some(&key), r.number, r.raw, too_large(&key));
                 }
             }
             self.oversized = Some(key);
@@ -182,12 +188,13 @@ impl<A: RowAdapter> GroupedReader<A> {
 
     /// Reject every row of `group`: each keeps its own problem, or gets `problem`.
     fn reject_group(&mut self, key: String, rows: Vec<GroupRow<A::Row>>, problem: &Problem) {
-        if let Some(first) = rows.iter().map(|r| r.number).min() {
-            self.rejected_orders.entry(key).or_insert(first);
-        }
+        let first = rows.iter().map(|r| r.number).min();
         for r in rows {
             let own = r.data.err().unwrap_or_else(|| problem.clone());
-            self.reject(r.number, r.raw, own);
+            self.reject_of(Some(&key), r.number, r.raw, own);
+        }
+        if let Some(first) = first {
+            self.rejected_orders.entry(key).or_insert(first);
         }
     }
 
@@ -257,11 +264,12 @@ impl<A: RowAdapter> GroupedReader<A> {
             }
             Err(p) => {
                 let p = in_order(&key, p);
-                if let Some(&first) = numbers.iter().min() {
-                    self.rejected_orders.entry(key).or_insert(first);
-                }
+                let first = numbers.iter().min().copied();
                 for (n, raw) in numbers.into_iter().zip(raws) {
-                    self.reject(n, raw, p.clone());
+                    self.reject_of(Some(&key), n, raw, p.clone());
+                }
+                if let Some(first) = first {
+                    self.rejected_orders.entry(key).or_insert(first);
                 }
             }
         }

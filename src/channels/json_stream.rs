@@ -163,6 +163,7 @@ impl JsonOrderReader {
             reason_code: "bad_json".into(),
             message: format!("{what}; expected {}", self.envelope.expected),
             raw: String::new(),
+            order_key: None,
         })
     }
 
@@ -181,6 +182,7 @@ impl JsonOrderReader {
                 reason_code: p.reason.to_string(),
                 message: p.message,
                 raw: raw.clone(),
+                order_key: None,
             })
         };
         if truncated {

@@ -94,6 +94,10 @@ pub struct RejectedRow {
     pub message: String,
     /// The raw text of the record as read.
     pub raw: String,
+    /// The order the record belongs to, when its rows are grouped by an order key (the
+    /// delimited formats): staging uses it to withdraw an order an earlier part of which
+    /// the same file staged ([`crate::staging::Staging::stage_chunk`]).
+    pub order_key: Option<String>,
 }
 
 /// One thing read from a file.

@@ -20,6 +20,11 @@ pub fn hint(error_code: Option<&str>, http_status: Option<i64>, retryable: bool)
                     Business Management > Currencies), or fix the source file; then \
                     `orderload rerun --order CH:ID`"
         }
+        "order_incomplete" => {
+            return "some rows of this order were rejected while the others were staged (the \
+                    order's rows are far apart in the file): fix the rejected rows (table \
+                    rejected_rows) and load the file again; a rerun would send it without them"
+        }
         "too_many_operations" => {
             return "the order has more lines than one $batch request may hold: split the order \
                     in the source file and re-ingest"

@@ -62,6 +62,9 @@ pub struct ChunkCounts {
     /// Orders that had already succeeded (or failed) and go back to pending because their
     /// content changed.
     pub requeued: u64,
+    /// Orders this file staged from some rows and whose other rows it rejected: marked
+    /// `failed` (`order_incomplete`) rather than sent without lines.
+    pub held_back: u64,
     pub rows_staged: u64,
     pub rejected: u64,
 }
@@ -90,6 +93,7 @@ impl std::ops::AddAssign for ChunkCounts {
         self.unchanged += o.unchanged;
         self.restated += o.restated;
         self.requeued += o.requeued;
+        self.held_back += o.held_back;
         self.rows_staged += o.rows_staged;
         self.rejected += o.rejected;
     }
@@ -283,6 +287,7 @@ impl SqliteStaging {
             ..Default::default()
         };
         let merged = chunk.orders;
+        let held_back = parts::held_back(file_id, &rejected);
 
         let mut writer = self.writer().await?;
         let mut tx = sqlx::Connection::begin(&mut **writer).await?;
@@ -407,8 +412,51 @@ impl SqliteStaging {
                 });
             }
         }
+        for (key, message) in &held_back {
+            counts.held_back += self
+                .hold_back(&mut tx, file_id, run_id, &now, key, message)
+                .await?;
+        }
         tx.commit().await?;
         Ok(counts)
+    }
+
+    /// Mark order `key` of this file's channel `failed` (`order_incomplete`) if this file
+    /// staged it and it is not on its way: see [`parts::held_back`]. 1 if it was.
+    async fn hold_back(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        file_id: i64,
+        run_id: i64,
+        now: &str,
+        key: &str,
+        message: &str,
+    ) -> Result<u64, StagingError> {
+        const ORDER: &str = "channel = (SELECT channel FROM source_files WHERE id = ?1)
+             AND external_id = ?2 AND source_file_id = ?1 AND status IN ('pending', 'succeeded')";
+        sqlx::query(&format!(
+            "INSERT INTO ledger (order_id, run_id, at, from_status, to_status, error_code, message)
+             SELECT id, ?3, ?4, status, 'failed', 'order_incomplete', ?5 FROM staged_orders WHERE {ORDER}"
+        ))
+        .bind(file_id)
+        .bind(key)
+        .bind(run_id)
+        .bind(now)
+        .bind(message)
+        .execute(&mut **tx)
+        .await?;
+        let held = sqlx::query(&format!(
+            "UPDATE staged_orders SET status = 'failed', retryable = 0, last_error_code = 'order_incomplete',
+               last_error_message = ?3, last_http_status = NULL, updated_at = ?4
+             WHERE {ORDER}"
+        ))
+        .bind(file_id)
+        .bind(key)
+        .bind(message)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        Ok(held.rows_affected())
     }
 
     /// The orders of a chunk that were not inserted because their key was already staged:

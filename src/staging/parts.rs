@@ -5,6 +5,7 @@
 
 use super::prepare::{merge_into, PreparedOrder, SameFile};
 use super::StagingError;
+use crate::channels::RejectedRow;
 use crate::model::Order;
 use std::collections::HashMap;
 
@@ -111,6 +112,41 @@ pub(super) fn continue_stored(
     Ok(PreparedOrder::new(earlier, buf))
 }
 
+/// The orders with rows rejected in this chunk, each with the ledger message for holding it
+/// back: if an earlier part of one was staged from this file (its rows far apart), the staged
+/// order lacks these rows' lines and must not be sent as it is. Staging marks such an order
+/// `failed` (`order_incomplete`); one staged from another file, or not at all, is left alone.
+pub(super) fn held_back(file_id: i64, rejected: &[RejectedRow]) -> Vec<(String, String)> {
+    let mut first: HashMap<&str, &RejectedRow> = HashMap::new();
+    for r in rejected {
+        if let Some(key) = r.order_key.as_deref() {
+            first
+                .entry(key)
+                .and_modify(|f| {
+                    if r.row_number < f.row_number {
+                        *f = r;
+                    }
+                })
+                .or_insert(r);
+        }
+    }
+    let mut out: Vec<(String, String)> = first
+        .into_iter()
+        .map(|(key, r)| {
+            (
+                key.to_string(),
+                format!(
+                    "held back: row {} of this order in file {file_id} was rejected ({}), so the order \
+                     staged from its other rows lacks lines; fix the row and load the file again",
+                    r.row_number, r.reason_code
+                ),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +185,36 @@ mod tests {
         assert_eq!(
             relate(&later, 8, Some("[90]"), &mut read),
             Relation::AlreadyStored { first: true }
+        );
+    }
+
+    #[test]
+    fn orders_with_rejected_rows_are_named_once_with_their_first_rejected_row() {
+        let row = |n: u64, key: Option<&str>, reason: &str| RejectedRow {
+            row_number: n,
+            column: None,
+            reason_code: reason.into(),
+            message: String::new(),
+            raw: String::new(),
+            order_key: key.map(str::to_string),
+        };
+        let held = held_back(
+            4,
+            &[
+                row(9, Some("B"), "order_incomplete"),
+                row(7, Some("B"), "bad_quantity"),
+                row(8, None, "missing_value"),
+                row(3, Some("A"), "bad_date"),
+            ],
+        );
+        let keys: Vec<&str> = held.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["A", "B"]);
+        assert!(
+            held[1]
+                .1
+                .contains("row 7 of this order in file 4 was rejected (bad_quantity)"),
+            "{}",
+            held[1].1
         );
     }
 

@@ -57,6 +57,40 @@ fn claimed(rows: Vec<PgRow>) -> Result<Vec<ClaimedOrder>, StagingError> {
         .collect()
 }
 
+/// Mark order `key` of this file's channel `failed` (`order_incomplete`) if this file staged
+/// it and it is not on its way: see [`parts::held_back`]. 1 if it was.
+async fn hold_back(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    file_id: i64,
+    run_id: i64,
+    key: &str,
+    message: &str,
+) -> Result<u64, StagingError> {
+    const ORDER: &str = "channel = (SELECT channel FROM source_files WHERE id = $1)
+         AND external_id = $2 AND source_file_id = $1 AND status IN ('pending', 'succeeded')";
+    sqlx::query(&format!(
+        "INSERT INTO ledger (order_id, run_id, at, from_status, to_status, error_code, message)
+         SELECT id, $3, now(), status, 'failed', 'order_incomplete', $4 FROM staged_orders WHERE {ORDER}"
+    ))
+    .bind(file_id)
+    .bind(key)
+    .bind(run_id)
+    .bind(message)
+    .execute(&mut **tx)
+    .await?;
+    let held = sqlx::query(&format!(
+        "UPDATE staged_orders SET status = 'failed', retryable = false, last_error_code = 'order_incomplete',
+           last_error_message = $3, last_http_status = NULL, updated_at = now()
+         WHERE {ORDER}"
+    ))
+    .bind(file_id)
+    .bind(key)
+    .bind(message)
+    .execute(&mut **tx)
+    .await?;
+    Ok(held.rows_affected())
+}
+
 impl PgStaging {
     /// One chunk of a file in one transaction: rejected rows, new orders, changed orders.
     pub(super) async fn write_chunk(
@@ -73,6 +107,7 @@ impl PgStaging {
             ..Default::default()
         };
         let merged = chunk.orders;
+        let held_back = parts::held_back(file_id, &rejected);
 
         let mut tx = self.pool.begin().await?;
         // Still this run's file (a run that lost its lease writes nothing more of it); the
@@ -279,6 +314,9 @@ impl PgStaging {
             .bind(format!("staged from file {file_id}"))
             .execute(&mut *tx)
             .await?;
+        }
+        for (key, message) in &held_back {
+            counts.held_back += hold_back(&mut tx, file_id, run_id, key, message).await?;
         }
         tx.commit().await?;
         Ok(counts)
