@@ -56,6 +56,7 @@ both!(
     an_ingest_stopped_midway_is_read_again_to_the_end_without_doubling,
     a_later_part_adds_to_an_order_whose_first_part_another_file_staged_unchanged,
     an_order_staged_from_its_first_part_is_held_back_when_a_later_part_is_rejected,
+    a_hold_back_takes_this_files_orders_in_any_status_and_leaves_others_alone,
     a_file_taken_over_by_another_run_refuses_the_first_runs_writes,
     new_content_for_an_order_in_flight_withdraws_the_claim,
     a_database_upgraded_by_a_newer_orderload_is_refused_naming_the_migration,
@@ -753,6 +754,134 @@ async fn an_order_staged_from_its_first_part_is_held_back_when_a_later_part_is_r
     assert_eq!(assert_stored_once(&emu.base_url).await, 5);
     assert_eq!(emu.state().await["salesorderdetails"], 7);
     emu.shutdown().await;
+}
+
+/// The hold-back through the `Staging` trait: rows rejected for orders this file staged mark
+/// each of them `failed` (`order_incomplete`) whatever its status — pending, in flight (the
+/// claim is withdrawn), failed for another reason, succeeded — with the status it came from
+/// in the ledger; an order another file staged and a key nobody staged are left alone; an
+/// order held back already is not held back twice.
+async fn a_hold_back_takes_this_files_orders_in_any_status_and_leaves_others_alone(
+    backend: Backend,
+) {
+    use crate::report::order;
+    use orderload::staging::{FileStart, PreparedChunk, ReadMemory, RunStart};
+    let Some(ws) = workspace(backend, "hold_back_statuses") else {
+        return;
+    };
+    ws.write_config(None, SHOP);
+    let st = orderload::staging::open(&ws.db_url()).await.unwrap();
+    let run = st
+        .begin_run(RunStart::this_process("ingest", &[]))
+        .await
+        .unwrap();
+    let start = |sha: &str, path: &str| FileStart {
+        sha256: sha.repeat(64),
+        path: path.into(),
+        channel: "shop".into(),
+        format: Some("shopify".into()),
+        encoding: "utf-8".into(),
+        notes: vec![],
+        size_bytes: 10,
+    };
+    let rejected = |rows: &[(u64, &str)]| {
+        rows.iter()
+            .map(|&(row, key)| orderload::channels::RejectedRow {
+                row_number: row,
+                column: None,
+                reason_code: "bad_quantity".into(),
+                message: "bad".into(),
+                raw: "x".into(),
+                order_key: Some(key.into()),
+            })
+            .collect::<Vec<_>>()
+    };
+    let x = st.start_file(&start("a", "in/x.csv"), run).await.unwrap();
+    let orders = vec![order("shop", "K-1", vec![1], 1, "5.00")];
+    st.stage_chunk(
+        x,
+        run,
+        PreparedChunk::new(x, orders),
+        vec![],
+        &mut ReadMemory::default(),
+    )
+    .await
+    .unwrap();
+    let y = st.start_file(&start("b", "in/y.csv"), run).await.unwrap();
+    let orders = ["Y-A", "Y-B", "Y-C", "Y-D"]
+        .iter()
+        .enumerate()
+        .map(|(i, id)| order("shop", id, vec![i as u64 + 1], 1, "5.00"))
+        .collect();
+    let mut read = ReadMemory::default();
+    st.stage_chunk(y, run, PreparedChunk::new(y, orders), vec![], &mut read)
+        .await
+        .unwrap();
+    ws.execute(
+        "UPDATE staged_orders SET status = 'in_flight', claim_token = 'tok' WHERE external_id = 'Y-B';
+         UPDATE staged_orders SET status = 'failed', retryable = (1 = 1), last_error_code = 'unavailable'
+           WHERE external_id = 'Y-C';
+         UPDATE staged_orders SET status = 'succeeded' WHERE external_id = 'Y-D';",
+    );
+    let counts = st
+        .stage_chunk(
+            y,
+            run,
+            PreparedChunk::empty(),
+            rejected(&[
+                (10, "Y-A"),
+                (11, "Y-B"),
+                (12, "Y-C"),
+                (13, "Y-D"),
+                (14, "K-1"),
+                (15, "Z-9"),
+                (16, "Y-A"),
+            ]),
+            &mut read,
+        )
+        .await
+        .unwrap();
+    assert_eq!(counts.held_back, 4);
+    assert_eq!(
+        ws.query_strings(
+            "SELECT external_id || ' ' || status || ' ' || COALESCE(last_error_code, '-') || ' '
+                    || COALESCE(claim_token, '-')
+             FROM staged_orders ORDER BY external_id"
+        ),
+        [
+            "K-1 pending - -",
+            "Y-A failed order_incomplete -",
+            "Y-B failed order_incomplete -",
+            "Y-C failed order_incomplete -",
+            "Y-D failed order_incomplete -",
+        ]
+    );
+    assert_eq!(
+        ws.query_strings(
+            "SELECT o.external_id || ' ' || l.from_status FROM ledger l JOIN staged_orders o ON o.id = l.order_id
+             WHERE l.error_code = 'order_incomplete' ORDER BY o.external_id"
+        ),
+        ["Y-A pending", "Y-B in_flight", "Y-C failed", "Y-D succeeded"]
+    );
+    let message =
+        ws.query_strings("SELECT last_error_message FROM staged_orders WHERE external_id = 'Y-A'");
+    assert!(message[0].contains("row 10 of this order"), "{message:?}");
+    // Held back once: the same rows again change nothing.
+    let again = st
+        .stage_chunk(
+            y,
+            run,
+            PreparedChunk::empty(),
+            rejected(&[(17, "Y-A")]),
+            &mut read,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.held_back, 0);
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM ledger WHERE error_code = 'order_incomplete'"),
+        4
+    );
 }
 
 /// A run writes a file's chunks and its end only while the file is still its own, checked

@@ -21,7 +21,7 @@ struct Fixture {
     batch2: i64,
 }
 
-fn order(channel: &str, id: &str, rows: Vec<u64>, lines: usize, total: &str) -> Order {
+pub(crate) fn order(channel: &str, id: &str, rows: Vec<u64>, lines: usize, total: &str) -> Order {
     Order {
         channel: channel.into(),
         external_id: id.into(),

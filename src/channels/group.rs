@@ -174,7 +174,9 @@ impl<A: RowAdapter> GroupedReader<A> {
         let key = self.adapter.key(&rec);
         if key.is_empty() || self.group.as_ref().is_none_or(|g| g.key != key) {
             self.flush();
-            self.reject(number, raw, p);
+            // With its key: an earlier, far-apart part of its order is held back in staging.
+            let key = (!key.is_empty()).then_some(key.as_str());
+            self.reject_of(key, number, raw, p);
             return;
         }
         if let Some(group) = self.group.as_mut() {

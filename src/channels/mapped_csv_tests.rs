@@ -128,6 +128,11 @@ fn a_later_part_of_a_rejected_order_is_rejected_too() {
         r.rejected[1].message
     );
     assert!(r.rejected[1].raw.contains("Other"));
+    // Both carry their order's key (staging holds back an order this file staged from it).
+    assert!(r
+        .rejected
+        .iter()
+        .all(|x| x.order_key.as_deref() == Some("A-1")));
 }
 
 #[test]
@@ -145,4 +150,8 @@ fn a_later_part_of_an_order_rejected_for_an_order_level_problem_is_rejected_too(
         .map(|x| (x.row_number, x.reason_code.as_str()))
         .collect();
     assert_eq!(rejected, [(1, "bad_date"), (3, "order_incomplete")]);
+    assert!(r
+        .rejected
+        .iter()
+        .all(|x| x.order_key.as_deref() == Some("D-4")));
 }

@@ -23,7 +23,8 @@ pub fn hint(error_code: Option<&str>, http_status: Option<i64>, retryable: bool)
         "order_incomplete" => {
             return "some rows of this order were rejected while the others were staged (the \
                     order's rows are far apart in the file): fix the rejected rows (table \
-                    rejected_rows) and load the file again; a rerun would send it without them"
+                    rejected_rows) and load the file again; if the order is complete without \
+                    them, `orderload rerun --order CH:ID` sends it as it is"
         }
         "too_many_operations" => {
             return "the order has more lines than one $batch request may hold: split the order \

@@ -412,51 +412,58 @@ impl SqliteStaging {
                 });
             }
         }
-        for (key, message) in &held_back {
-            counts.held_back += self
-                .hold_back(&mut tx, file_id, run_id, &now, key, message)
-                .await?;
-        }
+        counts.held_back = self
+            .hold_back(&mut tx, file_id, run_id, &now, &held_back)
+            .await?;
         tx.commit().await?;
         Ok(counts)
     }
 
-    /// Mark order `key` of this file's channel `failed` (`order_incomplete`) if this file
-    /// staged it and it is not on its way: see [`parts::held_back`]. 1 if it was.
+    /// Mark the orders of `held` (key, message) `failed` (`order_incomplete`) where this file
+    /// staged them and they are not held back already: see [`parts::held_back`]. An order in
+    /// flight loses its claim, so the sender's outcome is ignored. How many were.
     async fn hold_back(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
         file_id: i64,
         run_id: i64,
         now: &str,
-        key: &str,
-        message: &str,
+        held: &[(String, String)],
     ) -> Result<u64, StagingError> {
+        if held.is_empty() {
+            return Ok(0);
+        }
+        const HELD: &str =
+            "SELECT json_extract(value, '$[0]') AS key, json_extract(value, '$[1]') AS message
+             FROM json_each(?2)";
         const ORDER: &str = "channel = (SELECT channel FROM source_files WHERE id = ?1)
-             AND external_id = ?2 AND source_file_id = ?1 AND status IN ('pending', 'succeeded')";
+             AND source_file_id = ?1
+             AND NOT (status = 'failed' AND COALESCE(last_error_code, '') = 'order_incomplete')";
+        let list = serde_json::to_string(held).unwrap_or_default();
         sqlx::query(&format!(
             "INSERT INTO ledger (order_id, run_id, at, from_status, to_status, error_code, message)
-             SELECT id, ?3, ?4, status, 'failed', 'order_incomplete', ?5 FROM staged_orders WHERE {ORDER}"
+             SELECT o.id, ?3, ?4, o.status, 'failed', 'order_incomplete', h.message
+             FROM staged_orders o JOIN ({HELD}) h ON o.external_id = h.key WHERE {ORDER}
+             ORDER BY o.id"
         ))
         .bind(file_id)
-        .bind(key)
+        .bind(&list)
         .bind(run_id)
         .bind(now)
-        .bind(message)
         .execute(&mut **tx)
         .await?;
-        let held = sqlx::query(&format!(
+        let updated = sqlx::query(&format!(
             "UPDATE staged_orders SET status = 'failed', retryable = 0, last_error_code = 'order_incomplete',
-               last_error_message = ?3, last_http_status = NULL, updated_at = ?4
-             WHERE {ORDER}"
+               last_error_message = (SELECT h.message FROM ({HELD}) h WHERE h.key = staged_orders.external_id),
+               last_http_status = NULL, claim_token = NULL, claim_expires_at = NULL, updated_at = ?3
+             WHERE external_id IN (SELECT key FROM ({HELD})) AND {ORDER}"
         ))
         .bind(file_id)
-        .bind(key)
-        .bind(message)
+        .bind(&list)
         .bind(now)
         .execute(&mut **tx)
         .await?;
-        Ok(held.rows_affected())
+        Ok(updated.rows_affected())
     }
 
     /// The orders of a chunk that were not inserted because their key was already staged:

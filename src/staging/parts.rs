@@ -115,7 +115,8 @@ pub(super) fn continue_stored(
 /// The orders with rows rejected in this chunk, each with the ledger message for holding it
 /// back: if an earlier part of one was staged from this file (its rows far apart), the staged
 /// order lacks these rows' lines and must not be sent as it is. Staging marks such an order
-/// `failed` (`order_incomplete`); one staged from another file, or not at all, is left alone.
+/// `failed` (`order_incomplete`), whatever its status (one in flight loses its claim); one
+/// staged from another file, or not at all, is left alone.
 pub(super) fn held_back(file_id: i64, rejected: &[RejectedRow]) -> Vec<(String, String)> {
     let mut first: HashMap<&str, &RejectedRow> = HashMap::new();
     for r in rejected {
@@ -137,7 +138,8 @@ pub(super) fn held_back(file_id: i64, rejected: &[RejectedRow]) -> Vec<(String, 
                 key.to_string(),
                 format!(
                     "held back: row {} of this order in file {file_id} was rejected ({}), so the order \
-                     staged from its other rows lacks lines; fix the row and load the file again",
+                     staged from its other rows lacks lines (if it was sent already, Dynamics \
+                     holds it without them); fix the row and load the file again",
                     r.row_number, r.reason_code
                 ),
             )

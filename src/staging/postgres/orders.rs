@@ -57,38 +57,46 @@ fn claimed(rows: Vec<PgRow>) -> Result<Vec<ClaimedOrder>, StagingError> {
         .collect()
 }
 
-/// Mark order `key` of this file's channel `failed` (`order_incomplete`) if this file staged
-/// it and it is not on its way: see [`parts::held_back`]. 1 if it was.
+/// Mark the orders of `held` (key, message) `failed` (`order_incomplete`) where this file
+/// staged them and they are not held back already: see [`parts::held_back`]. The rows are
+/// locked first, so the ledger and the update see the same status; an order in flight loses
+/// its claim, so the sender's outcome is ignored. How many were.
 async fn hold_back(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     file_id: i64,
     run_id: i64,
-    key: &str,
-    message: &str,
+    held: &[(String, String)],
 ) -> Result<u64, StagingError> {
-    const ORDER: &str = "channel = (SELECT channel FROM source_files WHERE id = $1)
-         AND external_id = $2 AND source_file_id = $1 AND status IN ('pending', 'succeeded')";
-    sqlx::query(&format!(
-        "INSERT INTO ledger (order_id, run_id, at, from_status, to_status, error_code, message)
-         SELECT id, $3, now(), status, 'failed', 'order_incomplete', $4 FROM staged_orders WHERE {ORDER}"
-    ))
+    if held.is_empty() {
+        return Ok(0);
+    }
+    let (keys, messages): (Vec<&str>, Vec<&str>) =
+        held.iter().map(|(k, m)| (k.as_str(), m.as_str())).unzip();
+    let rows = sqlx::query(
+        "WITH target AS (
+           SELECT o.id, o.status, h.message
+           FROM staged_orders o JOIN unnest($2::TEXT[], $3::TEXT[]) AS h(key, message) ON o.external_id = h.key
+           WHERE o.channel = (SELECT channel FROM source_files WHERE id = $1) AND o.source_file_id = $1
+             AND NOT (o.status = 'failed' AND COALESCE(o.last_error_code, '') = 'order_incomplete')
+           ORDER BY o.id
+           FOR UPDATE OF o
+         ), held AS (
+           UPDATE staged_orders o SET status = 'failed', retryable = false, last_error_code = 'order_incomplete',
+             last_error_message = t.message, last_http_status = NULL, claim_token = NULL,
+             claim_expires_at = NULL, updated_at = now()
+           FROM target t WHERE o.id = t.id
+           RETURNING o.id, t.status AS from_status, t.message
+         )
+         INSERT INTO ledger (order_id, run_id, at, from_status, to_status, error_code, message)
+         SELECT id, $4, now(), from_status, 'failed', 'order_incomplete', message FROM held ORDER BY id",
+    )
     .bind(file_id)
-    .bind(key)
+    .bind(&keys)
+    .bind(&messages)
     .bind(run_id)
-    .bind(message)
     .execute(&mut **tx)
     .await?;
-    let held = sqlx::query(&format!(
-        "UPDATE staged_orders SET status = 'failed', retryable = false, last_error_code = 'order_incomplete',
-           last_error_message = $3, last_http_status = NULL, updated_at = now()
-         WHERE {ORDER}"
-    ))
-    .bind(file_id)
-    .bind(key)
-    .bind(message)
-    .execute(&mut **tx)
-    .await?;
-    Ok(held.rows_affected())
+    Ok(rows.rows_affected())
 }
 
 impl PgStaging {
@@ -315,9 +323,7 @@ impl PgStaging {
             .execute(&mut *tx)
             .await?;
         }
-        for (key, message) in &held_back {
-            counts.held_back += hold_back(&mut tx, file_id, run_id, key, message).await?;
-        }
+        counts.held_back = hold_back(&mut tx, file_id, run_id, &held_back).await?;
         tx.commit().await?;
         Ok(counts)
     }
