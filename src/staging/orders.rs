@@ -242,6 +242,38 @@ impl SqliteStaging {
         t: &FileTotals,
         error: Option<(&str, &str)>,
     ) -> Result<(), StagingError> {
+        // This commit is the file's last word before the file leaves the inbox (archive):
+        // make it, and the log frames of the chunks before it, durable. Under `synchronous =
+        // NORMAL` a WAL commit is not synced, so a power loss after the archive could roll the
+        // whole file back while the file itself is gone from the inbox; `FULL` syncs the log
+        // at this one commit (every earlier frame with it). Ingest pays one sync per file.
+        let mut writer = self.writer().await?;
+        sqlx::query("PRAGMA synchronous = FULL")
+            .execute(&mut **writer)
+            .await?;
+        let ended = self
+            .end_file_row(&mut writer, file_id, run_id, t, error)
+            .await;
+        let normal = sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut **writer)
+            .await;
+        let ended = ended?;
+        normal?;
+        if ended == 0 {
+            return Err(StagingError::FileTakenOver { file_id, run_id });
+        }
+        Ok(())
+    }
+
+    /// The file row's end (`finish_file`); rows updated (0: not this run's any more).
+    async fn end_file_row(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        file_id: i64,
+        run_id: i64,
+        t: &FileTotals,
+        error: Option<(&str, &str)>,
+    ) -> Result<u64, StagingError> {
         let ended = sqlx::query(
             "UPDATE source_files SET status = ?, error_code = ?, error = ?, rows = ?, rows_staged = ?, rejected = ?,
                orders = ?, orders_new = ?, orders_updated = ?, orders_unchanged = ?,
@@ -263,12 +295,9 @@ impl SqliteStaging {
         .bind(serde_json::to_string(&t.notes).unwrap_or_default())
         .bind(file_id)
         .bind(run_id)
-        .execute(&self.pool)
+        .execute(conn)
         .await?;
-        if ended.rows_affected() == 0 {
-            return Err(StagingError::FileTakenOver { file_id, run_id });
-        }
-        Ok(())
+        Ok(ended.rows_affected())
     }
 
     /// Write one chunk of a file: rejected rows, new orders, changed orders, in one transaction.
