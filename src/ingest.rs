@@ -446,7 +446,7 @@ async fn ingest_file(
 
     if held_back > 0 {
         let msg = format!(
-            "{held_back} order(s) held back (failed, order_incomplete): staged from some of their rows while other rows of each, further down the file, were rejected"
+            "{held_back} order(s) held back (failed, order_incomplete): staged from some of their rows while other rows of each, further down the file, were rejected; `orderload report --failed` lists them with the rows to fix"
         );
         warn!("{msg}");
         totals.notes.push(msg);

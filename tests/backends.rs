@@ -16,6 +16,15 @@ pub enum Backend {
 
 const SHOP: &str = "[[channel]]\nname = \"shop\"\nformat = \"shopify\"\n";
 
+/// Channel `m`: a mapped CSV with columns ref, when, item, n, each (and `extra` mappings).
+fn mapped_channel(extra: &str) -> String {
+    format!(
+        "[[channel]]\nname = \"m\"\nformat = \"csv\"\ncurrency = \"EUR\"\n[channel.mapping]\n\
+         external_id = \"ref\"\ncreated_at = \"when\"\nname = \"item\"\nquantity = \"n\"\n\
+         unit_price = \"each\"\n{extra}"
+    )
+}
+
 /// A workspace on `backend`, or `None` (skipped) when PostgreSQL is not available.
 fn workspace(backend: Backend, test: &str) -> Option<Workspace> {
     match backend {
@@ -665,12 +674,7 @@ async fn an_order_staged_from_its_first_part_is_held_back_when_a_later_part_is_r
         return;
     };
     let emu = emulator(|_| {}).await;
-    ws.write_config(
-        Some(&emu.base_url),
-        "[[channel]]\nname = \"m\"\nformat = \"csv\"\ncurrency = \"EUR\"\n\
-         [channel.mapping]\nexternal_id = \"ref\"\ncreated_at = \"when\"\nname = \"item\"\n\
-         quantity = \"n\"\nunit_price = \"each\"\n",
-    );
+    ws.write_config(Some(&emu.base_url), &mapped_channel(""));
     ws.edit_config("settle_secs = 0\n", "settle_secs = 0\nchunk_orders = 3\n");
     // Chunks of 3 orders: A-1 B-2 C-3 (and A-1's rejected row 3) | D-4 E-5 (and C-3's row 7).
     let csv = "ref,when,item,n,each\n\
@@ -899,12 +903,7 @@ async fn shuffled_overlapping_exports_with_bad_rows_never_send_an_order_with_lin
             return;
         };
         let emu = emulator(|_| {}).await;
-        ws.write_config(
-            Some(&emu.base_url),
-            "[[channel]]\nname = \"m\"\nformat = \"csv\"\ncurrency = \"EUR\"\n\
-             [channel.mapping]\nexternal_id = \"ref\"\ncreated_at = \"when\"\nname = \"item\"\n\
-             sku = \"sku\"\nquantity = \"n\"\nunit_price = \"each\"\n",
-        );
+        ws.write_config(Some(&emu.base_url), &mapped_channel("sku = \"sku\"\n"));
         ws.edit_config("settle_secs = 0\n", "settle_secs = 0\nchunk_orders = 5\n");
         let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut next = move |n: u64| {
@@ -967,17 +966,9 @@ async fn shuffled_overlapping_exports_with_bad_rows_never_send_an_order_with_lin
             ws.query_i64("SELECT COUNT(*) FROM source_files WHERE rows != rows_staged + rejected"),
             0
         );
-        assert_stored_once(&emu.base_url).await;
-        let listing: Value = reqwest::get(format!("{}/_emulator/salesorders", emu.base_url))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let stored = stored_orders(&emu.base_url).await;
         let sent_lines = |id: &str| {
-            listing["orders"]
-                .as_array()
-                .unwrap()
+            stored
                 .iter()
                 .find(|o| {
                     o["key"]

@@ -98,8 +98,12 @@ impl<A: RowAdapter> GroupedReader<A> {
         self.reject_of(None, number, raw, p);
     }
 
-    /// Reject a record of order `key` (a whole order, or a part of one).
+    /// Reject a record of order `key` (a whole order, or a part of one); the order is then
+    /// rejected for the rest of the file, naming its first rejected row.
     fn reject_of(&mut self, key: Option<&str>, number: u64, raw: String, p: Problem) {
+        if let Some(key) = key.filter(|k| !self.rejected_orders.contains_key(*k)) {
+            self.rejected_orders.insert(key.to_string(), number);
+        }
         self.pending.push_back(Item::Rejected(RejectedRow {
             row_number: number,
             column: p.column,
@@ -145,11 +149,6 @@ impl<A: RowAdapter> GroupedReader<A> {
         group.rows.push(GroupRow { number, raw, data });
         if group.rows.len() >= MAX_ROWS_PER_ORDER {
             if let Some(group) = self.group.take() {
-                if let Some(first) = group.rows.first() {
-                    self.rejected_orders
-                        .entry(key.clone())
-                        .or_insert(first.number);
-                }
                 for r in group.rows {
                     self.reject_of(Some(&key), r.number, r.raw, too_large(&key));
                 }
@@ -189,14 +188,10 @@ impl<A: RowAdapter> GroupedReader<A> {
     }
 
     /// Reject every row of `group`: each keeps its own problem, or gets `problem`.
-    fn reject_group(&mut self, key: String, rows: Vec<GroupRow<A::Row>>, problem: &Problem) {
-        let first = rows.iter().map(|r| r.number).min();
+    fn reject_group(&mut self, key: &str, rows: Vec<GroupRow<A::Row>>, problem: &Problem) {
         for r in rows {
             let own = r.data.err().unwrap_or_else(|| problem.clone());
-            self.reject_of(Some(&key), r.number, r.raw, own);
-        }
-        if let Some(first) = first {
-            self.rejected_orders.entry(key).or_insert(first);
+            self.reject_of(Some(key), r.number, r.raw, own);
         }
     }
 
@@ -214,14 +209,14 @@ impl<A: RowAdapter> GroupedReader<A> {
                      the file, was rejected; fix it and load the file again"
                 ),
             };
-            self.reject_group(key, group.rows, &p);
+            self.reject_group(&key, group.rows, &p);
             return;
         }
         let head = match group.head {
             Ok(h) => h,
             Err(p) => {
                 let p = in_order(&key, p);
-                self.reject_group(key, group.rows, &p);
+                self.reject_group(&key, group.rows, &p);
                 return;
             }
         };
@@ -245,7 +240,7 @@ impl<A: RowAdapter> GroupedReader<A> {
                      rejected; fix them and load the file again"
                 ),
             };
-            self.reject_group(key, group.rows, &p);
+            self.reject_group(&key, group.rows, &p);
             return;
         }
         let mut numbers = Vec::with_capacity(group.rows.len());
@@ -266,12 +261,8 @@ impl<A: RowAdapter> GroupedReader<A> {
             }
             Err(p) => {
                 let p = in_order(&key, p);
-                let first = numbers.iter().min().copied();
                 for (n, raw) in numbers.into_iter().zip(raws) {
                     self.reject_of(Some(&key), n, raw, p.clone());
-                }
-                if let Some(first) = first {
-                    self.rejected_orders.entry(key).or_insert(first);
                 }
             }
         }

@@ -3,7 +3,7 @@
 //! holds a part, and a later part must be merged into what the earlier ones staged, never
 //! replace it. Both backends decide with [`relate`] and merge with [`continue_stored`].
 
-use super::prepare::{merge_into, PreparedOrder, SameFile};
+use super::prepare::{merge_into, PreparedOrder};
 use super::StagingError;
 use crate::channels::RejectedRow;
 use crate::model::Order;
@@ -46,13 +46,10 @@ impl ReadMemory {
         self.rows.get(range).map(<[u64]>::to_vec)
     }
 
-    /// How many orders it remembers (for tests).
-    pub fn len(&self) -> usize {
+    /// How many orders it remembers.
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.unchanged.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.unchanged.is_empty()
     }
 }
 
@@ -76,10 +73,8 @@ pub(super) fn relate(
     same_file_rows: Option<&str>,
     read: &mut ReadMemory,
 ) -> Relation {
-    match same_file_rows.map(|rows| part.against_stored(rows)) {
-        Some(SameFile::AlreadyStored { first }) => Relation::AlreadyStored { first },
-        Some(SameFile::Continues) => Relation::Continues { earlier_rows: None },
-        Some(SameFile::Replaces) => Relation::Compare,
+    match same_file_rows {
+        Some(rows) => against_same_file(part, rows),
         None => match read.take_unchanged(id) {
             Some(rows) => Relation::Continues {
                 earlier_rows: Some(rows),
@@ -87,6 +82,30 @@ pub(super) fn relate(
             None => Relation::Compare,
         },
     }
+}
+
+/// How `part` relates to the copy of its order that this same file already stored
+/// (`stored_rows`: that copy's `source_rows`). One read goes through the file's records in
+/// order, so all an earlier part of the same read stored comes before this part's first
+/// record: it continues. Records at or after it were stored by an earlier, interrupted read
+/// of the same bytes (the file is being read again from its start): if they include all of
+/// this part's, this part is stored already; otherwise the stored copy is compared and
+/// replaced like any other. Merging either would double lines. Unreadable stored rows
+/// continue, as before this rule.
+fn against_same_file(part: &PreparedOrder, stored_rows: &str) -> Relation {
+    let continues = Relation::Continues { earlier_rows: None };
+    let Ok(stored) = serde_json::from_str::<Vec<u64>>(stored_rows) else {
+        return continues;
+    };
+    if stored.iter().all(|&r| r < part.first_row) {
+        return continues;
+    }
+    let mine: Vec<u64> = serde_json::from_str(&part.source_rows).unwrap_or_default();
+    if !mine.is_empty() && mine.iter().all(|r| stored.contains(r)) {
+        let first = stored.iter().min() == Some(&part.first_row);
+        return Relation::AlreadyStored { first };
+    }
+    Relation::Compare
 }
 
 /// The stored order (`stored_payload`, order `id`) with `part` merged into it, prepared
@@ -160,6 +179,42 @@ mod tests {
         o.source.path = Some(path.into());
         o.source.rows = rows;
         PreparedOrder::new(o, &mut Vec::new())
+    }
+
+    #[test]
+    fn a_part_continues_an_earlier_read_part_and_is_not_stored_twice() {
+        let mut later = order();
+        later.source.rows = vec![9, 12];
+        let mut buf = Vec::new();
+        let p = PreparedOrder::new(later, &mut buf);
+        assert_eq!(p.first_row, 9);
+        // Earlier in the same read: merged.
+        assert_eq!(
+            against_same_file(&p, "[1,2]"),
+            Relation::Continues { earlier_rows: None }
+        );
+        assert_eq!(
+            against_same_file(&p, "[1,2,8]"),
+            Relation::Continues { earlier_rows: None }
+        );
+        // What an interrupted read of the same bytes left, this part included: nothing to do;
+        // counted once, with the order's first part.
+        assert_eq!(
+            against_same_file(&p, "[9,12]"),
+            Relation::AlreadyStored { first: true }
+        );
+        assert_eq!(
+            against_same_file(&p, "[1,2,9,12]"),
+            Relation::AlreadyStored { first: false }
+        );
+        // An interrupted read's copy without this part: compared and replaced.
+        assert_eq!(against_same_file(&p, "[1,2,30]"), Relation::Compare);
+        assert_eq!(against_same_file(&p, "[9]"), Relation::Compare);
+        // Unreadable: merged, as before the rule.
+        assert_eq!(
+            against_same_file(&p, "not json"),
+            Relation::Continues { earlier_rows: None }
+        );
     }
 
     #[test]

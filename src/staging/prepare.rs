@@ -128,30 +128,6 @@ impl PreparedOrder {
         }
     }
 
-    /// How this part of an order relates to the copy of it that this same file already
-    /// stored (`stored_rows`: that copy's `source_rows`). One read goes through the file's
-    /// records in order, so all an earlier part of the same read stored comes before this
-    /// part's first record: [`SameFile::Continues`]. Records at or after it were stored by an
-    /// earlier, interrupted read of the same bytes (the file is being read again from its
-    /// start): if they include all of this part's, this part is stored already
-    /// ([`SameFile::AlreadyStored`]); otherwise the stored copy is compared and replaced like
-    /// any other ([`SameFile::Replaces`]). Merging either would double lines. Unreadable
-    /// stored rows continue, as before this rule.
-    pub(super) fn against_stored(&self, stored_rows: &str) -> SameFile {
-        let Ok(stored) = serde_json::from_str::<Vec<u64>>(stored_rows) else {
-            return SameFile::Continues;
-        };
-        if stored.iter().all(|&r| r < self.first_row) {
-            return SameFile::Continues;
-        }
-        let mine: Vec<u64> = serde_json::from_str(&self.source_rows).unwrap_or_default();
-        if !mine.is_empty() && mine.iter().all(|r| stored.contains(r)) {
-            let first = stored.iter().min() == Some(&self.first_row);
-            return SameFile::AlreadyStored { first };
-        }
-        SameFile::Replaces
-    }
-
     /// The order back from its payload (for the rare paths that need it whole).
     pub(super) fn order(&self) -> Result<Order, serde_json::Error> {
         serde_json::from_str(&self.payload)
@@ -172,19 +148,6 @@ impl PreparedOrder {
         write_hashed_form(&order, &mut buf);
         stored == hex::encode(ring::digest::digest(&ring::digest::SHA256, &buf))
     }
-}
-
-/// A part of an order against the copy the same file already stored: see
-/// [`PreparedOrder::against_stored`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum SameFile {
-    /// Read after everything stored, in the same read: merge it into the stored order.
-    Continues,
-    /// All its records are stored already (by an interrupted read of the same bytes); `first`
-    /// when it is the order's first part, so the order counts once, as unchanged.
-    AlreadyStored { first: bool },
-    /// Neither: compare it with the stored order and replace that if it differs.
-    Replaces,
 }
 
 /// A chunk of one file's orders, merged and prepared: what `Staging::stage_chunk` writes.
@@ -279,33 +242,6 @@ pub(super) mod tests {
             "{}",
             first.payload
         );
-    }
-
-    #[test]
-    fn a_part_continues_an_earlier_read_part_and_is_not_stored_twice() {
-        let mut later = order();
-        later.source.rows = vec![9, 12];
-        let mut buf = Vec::new();
-        let p = PreparedOrder::new(later, &mut buf);
-        assert_eq!(p.first_row, 9);
-        // Earlier in the same read: merged.
-        assert_eq!(p.against_stored("[1,2]"), SameFile::Continues);
-        assert_eq!(p.against_stored("[1,2,8]"), SameFile::Continues);
-        // What an interrupted read of the same bytes left, this part included: nothing to do;
-        // counted once, with the order's first part.
-        assert_eq!(
-            p.against_stored("[9,12]"),
-            SameFile::AlreadyStored { first: true }
-        );
-        assert_eq!(
-            p.against_stored("[1,2,9,12]"),
-            SameFile::AlreadyStored { first: false }
-        );
-        // An interrupted read's copy without this part: compared and replaced.
-        assert_eq!(p.against_stored("[1,2,30]"), SameFile::Replaces);
-        assert_eq!(p.against_stored("[9]"), SameFile::Replaces);
-        // Unreadable: merged, as before the rule.
-        assert_eq!(p.against_stored("not json"), SameFile::Continues);
     }
 
     #[test]

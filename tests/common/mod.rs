@@ -210,9 +210,9 @@ pub async fn emulator(
         .expect("start emulator")
 }
 
-/// The emulator's order listing: asserts that no key is stored twice (salesorders and their
-/// lines) and returns how many orders it holds.
-pub async fn assert_stored_once(base_url: &str) -> usize {
+/// The emulator's orders (`key`, `lines`, ...), after asserting that no key is stored twice
+/// (salesorders and their lines).
+pub async fn stored_orders(base_url: &str) -> Vec<serde_json::Value> {
     let listing: serde_json::Value = reqwest::get(format!("{base_url}/_emulator/salesorders"))
         .await
         .expect("GET /_emulator/salesorders")
@@ -221,7 +221,12 @@ pub async fn assert_stored_once(base_url: &str) -> usize {
         .expect("salesorders listing JSON");
     let dups = listing["duplicates"].as_array().expect("duplicates list");
     assert!(dups.is_empty(), "duplicates in the emulator: {listing}");
-    listing["orders"].as_array().expect("orders list").len()
+    listing["orders"].as_array().expect("orders list").clone()
+}
+
+/// Asserts that the emulator holds no key twice; how many orders it holds.
+pub async fn assert_stored_once(base_url: &str) -> usize {
+    stored_orders(base_url).await.len()
 }
 
 /// Run the binary on a blocking thread so the in-process emulator keeps serving.
