@@ -70,6 +70,7 @@ both!(
     a_file_taken_over_by_another_run_refuses_the_first_runs_writes,
     new_content_for_an_order_in_flight_withdraws_the_claim,
     a_database_upgraded_by_a_newer_orderload_is_refused_naming_the_migration,
+    an_order_corrected_to_fewer_lines_keeps_only_its_new_lines_in_dynamics,
 );
 
 /// After a rollback of the binary, the database carries a migration this orderload does not
@@ -1511,4 +1512,126 @@ async fn new_content_for_an_order_in_flight_withdraws_the_claim(backend: Backend
         "no claim left to confirm"
     );
     st.close().await;
+}
+
+/// `shopify_csv` without the data rows at `drop` (0-based, header excluded).
+fn without_rows(csv: &str, drop: &[usize]) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for (i, line) in csv.lines().enumerate() {
+        if i == 0 || !drop.contains(&(i - 1)) {
+            out.push(line);
+        }
+    }
+    out.join("\n") + "\n"
+}
+
+/// The emulator's line count of each order, by the order's name (`shop #F1000`).
+async fn lines_in_dynamics(base_url: &str) -> std::collections::BTreeMap<String, u64> {
+    stored_orders(base_url)
+        .await
+        .iter()
+        .map(|o| {
+            (
+                o["name"].as_str().unwrap().to_string(),
+                o["lines"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn set_faults(base_url: &str, faults: Value) {
+    let status = reqwest::Client::new()
+        .post(format!("{base_url}/_emulator/faults"))
+        .json(&faults)
+        .send()
+        .await
+        .expect("POST /_emulator/faults")
+        .status();
+    assert!(status.is_success(), "faults: {status}");
+}
+
+/// Lines are upserted by position (`shop.#F1000.3`), so an order corrected to fewer lines must
+/// have the lines above its new count removed, or Dynamics keeps them and the invoice is
+/// wrong. Covered: corrected after it was sent (3 → 2, and 3 → 1); corrected twice before it
+/// was sent again (3 → 2 → 1); corrected before it was ever sent (the removal finds nothing:
+/// 404, and the order goes without it); and a removal whose answer was lost (the connection
+/// dropped after Dynamics applied it), then sent again after a rerun.
+async fn an_order_corrected_to_fewer_lines_keeps_only_its_new_lines_in_dynamics(backend: Backend) {
+    let Some(ws) = workspace(backend, "fewer_lines") else {
+        return;
+    };
+    let emu = emulator(|_| {}).await;
+    ws.write_config(Some(&emu.base_url), SHOP);
+    ws.edit_config("max_retries = 8", "max_retries = 2");
+    // Five orders of three lines: data rows 3k..3k+2 are #F100k.
+    let day1 = shopify_csv(5, 3, "F");
+    ingest(&ws, "day1.csv", &day1);
+    assert_code(&run_async(&ws, &["submit"]).await, 0);
+    let sent = lines_in_dynamics(&emu.base_url).await;
+    assert_eq!(sent.values().sum::<u64>(), 15, "{sent:?}");
+
+    // Day 2: #F1000 lost its third line, #F1001 its last two, #F1002 its third (and loses its
+    // second on day 3, before it is sent again). #G1000 is new with three lines, and is
+    // corrected to two on day 3, before it was ever sent.
+    ingest(&ws, "day2.csv", &without_rows(&day1, &[2, 4, 5, 8]));
+    ingest(&ws, "g1.csv", &shopify_csv(1, 3, "G"));
+    ingest(&ws, "day3.csv", &without_rows(&day1, &[2, 4, 5, 7, 8]));
+    ingest(&ws, "g2.csv", &without_rows(&shopify_csv(1, 3, "G"), &[2]));
+    assert_eq!(
+        ws.query_strings(
+            "SELECT external_id || ' ' || line_count || ' ' || COALESCE(earlier_lines, 0)
+             FROM staged_orders WHERE status = 'pending' ORDER BY external_id"
+        ),
+        ["#F1000 2 3", "#F1001 1 3", "#F1002 1 3", "#G1000 2 3"]
+    );
+    assert_code(&run_async(&ws, &["submit"]).await, 0);
+    let expected = [
+        ("shop #F1000", 2),
+        ("shop #F1001", 1),
+        ("shop #F1002", 1),
+        ("shop #F1003", 3),
+        ("shop #F1004", 3),
+        ("shop #G1000", 2),
+    ];
+    let want: std::collections::BTreeMap<String, u64> =
+        expected.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    assert_eq!(lines_in_dynamics(&emu.base_url).await, want);
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE earlier_lines IS NOT NULL"),
+        0,
+        "a success clears what an earlier version had"
+    );
+
+    // Day 4: #F1003 loses two lines; every answer from Dynamics is lost after it applied the
+    // batch, so the order fails (retries exhausted) with the lines already removed. Its rerun
+    // finds them gone (404), sends the order without the removals, and succeeds.
+    ingest(
+        &ws,
+        "day4.csv",
+        &without_rows(&day1, &[2, 4, 5, 7, 8, 10, 11]),
+    );
+    set_faults(&emu.base_url, serde_json::json!({"drop_rate": 1.0})).await;
+    assert_code(&run_async(&ws, &["submit"]).await, 3);
+    assert_eq!(
+        ws.query_strings(
+            "SELECT status || ' ' || last_error_code || ' ' || earlier_lines FROM staged_orders
+             WHERE external_id = '#F1003'"
+        ),
+        ["failed retries_exhausted 3"]
+    );
+    assert_eq!(lines_in_dynamics(&emu.base_url).await["shop #F1003"], 1);
+    set_faults(&emu.base_url, serde_json::json!({"drop_rate": 0.0})).await;
+    let out = ws.run(&["rerun", "--order", "shop:#F1003"]);
+    assert_code(&out, 0);
+    assert_code(&run_async(&ws, &["submit"]).await, 0);
+    assert_eq!(
+        ws.query_strings("SELECT status FROM staged_orders WHERE external_id = '#F1003'"),
+        ["succeeded"]
+    );
+    let mut want = want;
+    want.insert("shop #F1003".into(), 1);
+    assert_eq!(lines_in_dynamics(&emu.base_url).await, want);
+    let report = report_json(&ws, &[]);
+    assert_eq!(report["reconciliation"]["balanced"], true, "{report}");
+    emu.shutdown().await;
 }

@@ -70,6 +70,7 @@ fn order(order_id: i64, external_id: &str, lines: u32) -> OrderToSend {
             notes: None,
             source: Provenance::default(),
         },
+        earlier_lines: 0,
     }
 }
 

@@ -153,6 +153,7 @@ async fn dry_run(
         match target.plan_order(&OrderToSend {
             order_id: c.id,
             order: c.order,
+            earlier_lines: c.earlier_lines,
         }) {
             Ok(p) => planned.push(p),
             Err(e) => out.push_str(&format!(

@@ -29,14 +29,15 @@ const CRLF: &str = "\r\n";
 /// One HTTP operation inside a changeset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlannedOperation {
-    /// `PATCH` (an upsert by alternate key).
+    /// `PATCH` (an upsert by alternate key), or `DELETE` (a line an earlier version had).
     pub method: String,
     /// Path relative to the API base, already percent-encoded:
     /// `salesorders(new_externalorderid='shopify-us.%231001')`.
     pub path: String,
     /// The JSON body, as exact text (money is written as decimal text, never through f64).
     pub body: String,
-    /// What the operation is, for error messages: `order`, `line 2`, `contact`.
+    /// What the operation is, for error messages: `order`, `line 2`, `contact`,
+    /// `remove line 3`.
     pub label: String,
 }
 
@@ -142,8 +143,11 @@ pub fn write_batch_with_ids<P: Borrow<ChangesetPlan>>(
             body.push_str(&op.path);
             body.push_str(" HTTP/1.1");
             body.push_str(CRLF);
-            body.push_str("Content-Type: application/json");
-            body.push_str(CRLF);
+            // A DELETE has no body, so no content type.
+            if !op.body.is_empty() {
+                body.push_str("Content-Type: application/json");
+                body.push_str(CRLF);
+            }
             body.push_str(CRLF);
             body.push_str(&op.body);
             body.push_str(CRLF);
@@ -263,6 +267,30 @@ Content-Type: application/json\r\n\
         assert_eq!(b.locate(2), Some((0, 1)));
         assert_eq!(b.locate(3), Some((1, 0)));
         assert_eq!(b.locate(4), None);
+    }
+
+    #[test]
+    fn a_delete_has_neither_a_content_type_nor_a_body() {
+        let plan = ChangesetPlan {
+            order_key: "s.1".into(),
+            operations: vec![PlannedOperation {
+                method: "DELETE".into(),
+                path: "salesorderdetails(new_externallineid='s.1.3')".into(),
+                body: String::new(),
+                label: "remove line 3".into(),
+            }],
+        };
+        let b = write_batch_with_ids("https://x/api/data/v9.2/", &[plan], "B", |_| "C".into());
+        assert!(
+            b.body.contains(
+                "Content-ID: 1\r\n\r\n\
+                 DELETE https://x/api/data/v9.2/salesorderdetails(new_externallineid='s.1.3') HTTP/1.1\r\n\
+                 \r\n\r\n--changeset_C--"
+            ),
+            "{}",
+            b.body
+        );
+        assert!(!b.body.contains("application/json"), "{}", b.body);
     }
 
     #[test]

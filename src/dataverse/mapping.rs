@@ -371,6 +371,32 @@ pub fn plan_changeset(
     })
 }
 
+/// The label of an operation that removes a line an earlier version of the order had.
+pub const REMOVE_LINE_LABEL: &str = "remove line";
+
+/// `DELETE`s of the lines an earlier version of `order` had that it no longer has: lines are
+/// upserted by position (`channel.order.N`), so an order corrected from 3 lines to 2 would
+/// otherwise keep its old line 3 in Dynamics. `earlier_lines` is the most lines any version
+/// had since the order last succeeded; a line that is already gone answers 404, which the
+/// sender reads as done (see `send_batch`).
+pub fn plan_removed_lines(
+    order: &Order,
+    earlier_lines: u32,
+    cfg: &MappingConfig,
+) -> Vec<PlannedOperation> {
+    let key = OrderKey::new(&order.channel, &order.external_id);
+    let kept: HashSet<u32> = order.lines.iter().map(|l| l.line_number).collect();
+    (1..=earlier_lines)
+        .filter(|n| !kept.contains(n))
+        .map(|n| PlannedOperation {
+            method: "DELETE".into(),
+            path: key_path("salesorderdetails", &cfg.line_key_column, &key.line_key(n)),
+            body: String::new(),
+            label: format!("{REMOVE_LINE_LABEL} {n}"),
+        })
+        .collect()
+}
+
 fn plan_line(
     line: &OrderLine,
     key: &OrderKey,

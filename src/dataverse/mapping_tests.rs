@@ -295,3 +295,41 @@ fn quotes_in_ids_are_doubled_in_paths_and_binds() {
     );
     assert_eq!(json(&plan.operations[0])["name"], "shopify-us O'Neil/1");
 }
+
+#[test]
+fn lines_an_earlier_version_had_above_the_new_count_are_deleted_by_key() {
+    let o = order();
+    assert_eq!(o.lines.len(), 2);
+    let removals = plan_removed_lines(&o, 4, &cfg());
+    let shown: Vec<(&str, &str, &str, &str)> = removals
+        .iter()
+        .map(|op| {
+            (
+                op.method.as_str(),
+                op.path.as_str(),
+                op.body.as_str(),
+                op.label.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (
+                "DELETE",
+                "salesorderdetails(new_externallineid='shopify-us.%231001.3')",
+                "",
+                "remove line 3"
+            ),
+            (
+                "DELETE",
+                "salesorderdetails(new_externallineid='shopify-us.%231001.4')",
+                "",
+                "remove line 4"
+            ),
+        ]
+    );
+    // Nothing to remove when no earlier version had more lines.
+    assert!(plan_removed_lines(&o, 2, &cfg()).is_empty());
+    assert!(plan_removed_lines(&o, 0, &cfg()).is_empty());
+}

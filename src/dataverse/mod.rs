@@ -181,7 +181,12 @@ impl Target for DataverseTarget {
             code: "target_not_prepared".into(),
             message: "reference data is not resolved yet: call prepare() first".into(),
         })?;
-        let plan = mapping::plan_changeset(&order.order, &self.mapping, &refs)?;
+        let mut plan = mapping::plan_changeset(&order.order, &self.mapping, &refs)?;
+        plan.operations.extend(mapping::plan_removed_lines(
+            &order.order,
+            order.earlier_lines,
+            &self.mapping,
+        ));
         if plan.operations.len() > MAX_OPERATIONS_PER_BATCH {
             return Err(PlanError {
                 code: "too_many_lines".into(),

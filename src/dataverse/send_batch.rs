@@ -75,6 +75,9 @@ pub async fn send_orders(
     orders: &[OrderChangeset],
 ) -> Result<Vec<OrderOutcome>, TargetError> {
     let mut results: Vec<Option<OrderResult>> = vec![None; orders.len()];
+    // Each order's changeset as it is sent now: a line removal that found the line already
+    // gone is dropped from it (see `Interpreted::AlreadyRemoved`).
+    let mut plans: Vec<Arc<ChangesetPlan>> = orders.iter().map(|o| o.plan.clone()).collect();
     let mut groups: Vec<Vec<usize>> = vec![(0..orders.len()).collect()];
     let mut any_response = false;
     let mut connect_failures_only = true;
@@ -83,8 +86,8 @@ pub async fn send_orders(
         let mut retry = 0u32;
         let mut last: Vec<Option<LastFailure>> = vec![None; orders.len()];
         while !pending.is_empty() {
-            let plans: Vec<&ChangesetPlan> = pending.iter().map(|&i| &*orders[i].plan).collect();
-            let (req, written) = batch_request(&client.base, &plans);
+            let batch: Vec<&ChangesetPlan> = pending.iter().map(|&i| &*plans[i]).collect();
+            let (req, written) = batch_request(&client.base, &batch);
             tracing::debug!(
                 orders = pending.len(),
                 operations = written.operations(),
@@ -92,6 +95,8 @@ pub async fn send_orders(
                 "sending $batch"
             );
             let mut retry_now: Vec<usize> = Vec::new();
+            // Orders whose changeset changed and goes again at once, without a retry.
+            let mut resend_now: Vec<usize> = Vec::new();
             match client.send(&req).await {
                 Err(SendError::Auth(m)) => return Err(TargetError::Auth(m)),
                 Err(SendError::TokenUnavailable(m)) => return Err(TargetError::Unavailable(m)),
@@ -162,11 +167,31 @@ pub async fn send_orders(
                             }
                             for (slot, result) in per_changeset.into_iter().enumerate() {
                                 let i = pending[slot];
-                                match interpret(client, &orders[i].plan, result, stopped) {
+                                match interpret(client, &plans[i], result, stopped) {
                                     Interpreted::Final(r) => results[i] = Some(r),
                                     Interpreted::Retry(f) => {
                                         last[i] = Some(f);
                                         retry_now.push(i);
+                                    }
+                                    Interpreted::AlreadyRemoved(op) => {
+                                        let mut plan = ChangesetPlan::clone(&plans[i]);
+                                        let removed = plan.operations.remove(op);
+                                        tracing::debug!(
+                                            order = %plan.order_key,
+                                            operation = %removed.label,
+                                            "line already gone from Dynamics; sending the order without its removal"
+                                        );
+                                        plans[i] = Arc::new(plan);
+                                        last[i] = Some(LastFailure {
+                                            status: Some(404),
+                                            code: "line_already_removed".into(),
+                                            message: format!(
+                                                "{}: the line was already gone",
+                                                removed.label
+                                            ),
+                                            retry_after: None,
+                                        });
+                                        resend_now.push(i);
                                     }
                                 }
                             }
@@ -187,8 +212,14 @@ pub async fn send_orders(
                 }
             }
             if retry_now.is_empty() {
-                break;
+                if resend_now.is_empty() {
+                    break;
+                }
+                pending = resend_now;
+                continue;
             }
+            retry_now.extend(resend_now);
+            retry_now.sort_unstable();
             if retry >= client.policy.max_retries {
                 if !any_response && connect_failures_only {
                     let message = last[retry_now[0]]
@@ -270,6 +301,10 @@ fn throttled_part(result: &ChangesetResult) -> Option<Duration> {
 enum Interpreted {
     Final(OrderResult),
     Retry(LastFailure),
+    /// Operation `.0` removes a line that is not there (404): an earlier attempt whose answer
+    /// was lost already removed it, or that version never reached Dynamics. The changeset
+    /// (rolled back as a whole) goes again without it.
+    AlreadyRemoved(usize),
 }
 
 fn interpret(
@@ -300,6 +335,14 @@ fn interpret(
             operation,
             response,
         } => {
+            let removal = operation.filter(|&i| {
+                plan.operations
+                    .get(i)
+                    .is_some_and(|op| op.method == "DELETE")
+            });
+            if let (Some(op), 404) = (removal, response.status) {
+                return Interpreted::AlreadyRemoved(op);
+            }
             let error = response.error.clone().unwrap_or_default();
             if error.code.eq_ignore_ascii_case(CONCURRENCY_LIMIT_CODE) {
                 client.throttle.on_concurrency_limit();

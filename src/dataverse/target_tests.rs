@@ -48,6 +48,7 @@ fn order(id: &str, lines: u32) -> OrderToSend {
             notes: None,
             source: Provenance::default(),
         },
+        earlier_lines: 0,
     }
 }
 

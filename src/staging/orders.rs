@@ -105,6 +105,14 @@ pub struct ClaimedOrder {
     pub id: i64,
     pub order: Order,
     pub attempts: i64,
+    /// The most lines an earlier version of the order had since it last succeeded (0: none):
+    /// lines above the order's own count up to this one may still be in Dynamics.
+    pub earlier_lines: u32,
+}
+
+/// The `earlier_lines` column of a claimed row (NULL: none).
+pub(crate) fn earlier_lines(column: Option<i64>) -> u32 {
+    column.and_then(|n| u32::try_from(n).ok()).unwrap_or(0)
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -598,6 +606,7 @@ impl SqliteStaging {
                     let updated = sqlx::query(
                         "UPDATE staged_orders SET payload = ?, content_hash = ?, currency = ?, total = ?, line_count = ?,
                            row_count = ?, source_rows = ?, order_created_at = ?, source_file_id = ?, updated_at = ?,
+                           earlier_lines = MAX(COALESCE(earlier_lines, 0), line_count),
                            status = ?, retryable = CASE WHEN ? THEN 0 ELSE retryable END,
                            attempts = CASE WHEN ? THEN 0 ELSE attempts END,
                            claim_token = CASE WHEN ? THEN NULL ELSE claim_token END,
@@ -712,7 +721,7 @@ impl SqliteStaging {
             "UPDATE staged_orders SET status = 'in_flight', claim_token = ?1, claim_expires_at = ?2, last_run_id = ?3,
                     attempts = attempts + 1, updated_at = ?4
              WHERE id IN ({claimable})
-             RETURNING id, payload, attempts, retryable"
+             RETURNING id, payload, attempts, retryable, earlier_lines"
         ))
         .bind(token)
         .bind(&expires)
@@ -743,6 +752,7 @@ impl SqliteStaging {
                 id,
                 order,
                 attempts,
+                earlier_lines: earlier_lines(r.get("earlier_lines")),
             });
         }
         // Bound value by value, in parts well under SQLite's limit on bound values.
@@ -779,7 +789,7 @@ impl SqliteStaging {
         max_attempts: u32,
     ) -> Result<Vec<ClaimedOrder>, StagingError> {
         let rows = sqlx::query(
-            "SELECT id, payload, attempts FROM staged_orders
+            "SELECT id, payload, attempts, earlier_lines FROM staged_orders
              WHERE status = 'pending' OR (status = 'failed' AND retryable = 1 AND attempts < ?)
              ORDER BY id LIMIT ?",
         )
@@ -797,6 +807,7 @@ impl SqliteStaging {
                     id,
                     order,
                     attempts: r.get("attempts"),
+                    earlier_lines: earlier_lines(r.get("earlier_lines")),
                 })
             })
             .collect()
@@ -865,6 +876,7 @@ impl SqliteStaging {
              UPDATE staged_orders SET status = j.status, retryable = j.retryable, last_error_code = j.code,
                     last_error_message = j.message, last_http_status = j.http,
                     dynamics_ref = COALESCE(j.ref, staged_orders.dynamics_ref),
+                    earlier_lines = CASE WHEN j.status = 'succeeded' THEN NULL ELSE staged_orders.earlier_lines END,
                     batch_id = COALESCE(?, staged_orders.batch_id), claim_token = NULL, claim_expires_at = NULL,
                     updated_at = ?
              FROM j

@@ -144,6 +144,7 @@ pub async fn submit(
             let to_send = OrderToSend {
                 order_id: c.id,
                 order: c.order,
+                earlier_lines: c.earlier_lines,
             };
             match target.plan_order(&to_send) {
                 Ok(p) => planned.push(p),

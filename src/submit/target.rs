@@ -13,6 +13,10 @@ pub struct OrderToSend {
     /// Staging row id; outcomes are reported against it.
     pub order_id: i64,
     pub order: Order,
+    /// The most lines an earlier version of this order had since it last succeeded (0: none).
+    /// Lines are keyed by position, so lines above the order's own count up to this one may
+    /// still be in the target from that version: the target removes them with this order.
+    pub earlier_lines: u32,
 }
 
 /// An order mapped to target operations, validated, ready to go into a batch.

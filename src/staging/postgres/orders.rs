@@ -52,6 +52,7 @@ fn claimed(rows: Vec<PgRow>) -> Result<Vec<ClaimedOrder>, StagingError> {
                 id,
                 order,
                 attempts: r.get("attempts"),
+                earlier_lines: crate::staging::orders::earlier_lines(r.get("earlier_lines")),
             })
         })
         .collect()
@@ -225,6 +226,7 @@ impl PgStaging {
             let updated = sqlx::query(
                 "UPDATE staged_orders SET payload = $1, content_hash = $2, currency = $3, total = $4, line_count = $5,
                    row_count = $6, source_rows = $7, order_created_at = $8, source_file_id = $9, updated_at = now(),
+                   earlier_lines = GREATEST(COALESCE(earlier_lines, 0), line_count),
                    status = $10, retryable = CASE WHEN $11 THEN false ELSE retryable END,
                    attempts = CASE WHEN $11 THEN 0 ELSE attempts END,
                    claim_token = CASE WHEN $11 THEN NULL ELSE claim_token END,
@@ -450,12 +452,12 @@ impl PgStaging {
                        claim_expires_at = now() + make_interval(secs => $6), last_run_id = $2,
                        attempts = o.attempts + 1, updated_at = now()
                 FROM picked WHERE o.id = picked.id
-                RETURNING o.id, o.payload, o.attempts, picked.from_status
+                RETURNING o.id, o.payload, o.attempts, o.earlier_lines, picked.from_status
              ), led AS (
                 INSERT INTO ledger (order_id, run_id, at, from_status, to_status, message)
                 SELECT id, $2, now(), from_status, 'in_flight', 'claimed for attempt ' || attempts FROM upd
              )
-             SELECT id, payload, attempts FROM upd ORDER BY id",
+             SELECT id, payload, attempts, earlier_lines FROM upd ORDER BY id",
         )
         .bind(max_attempts as i64)
         .bind(run_id)
@@ -475,7 +477,7 @@ impl PgStaging {
         max_attempts: u32,
     ) -> Result<Vec<ClaimedOrder>, StagingError> {
         let rows = sqlx::query(
-            "SELECT id, payload, attempts FROM staged_orders
+            "SELECT id, payload, attempts, earlier_lines FROM staged_orders
              WHERE status = 'pending' OR (status = 'failed' AND retryable AND attempts < $1)
              ORDER BY id LIMIT $2",
         )
@@ -601,6 +603,7 @@ impl PgStaging {
                 UPDATE staged_orders o SET status = j.status, retryable = j.retryable, last_error_code = j.code,
                        last_error_message = j.message, last_http_status = j.http,
                        dynamics_ref = COALESCE(j.ref, o.dynamics_ref), batch_id = COALESCE($8, o.batch_id),
+                       earlier_lines = CASE WHEN j.status = 'succeeded' THEN NULL ELSE o.earlier_lines END,
                        claim_token = NULL, claim_expires_at = NULL, updated_at = now()
                 FROM j
                 WHERE o.id = j.id AND o.status = 'in_flight' AND o.claim_token = $9 AND o.claim_expires_at > now()
