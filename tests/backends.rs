@@ -71,6 +71,7 @@ both!(
     new_content_for_an_order_in_flight_withdraws_the_claim,
     a_database_upgraded_by_a_newer_orderload_is_refused_naming_the_migration,
     an_order_corrected_to_fewer_lines_keeps_only_its_new_lines_in_dynamics,
+    no_order_of_a_file_still_being_read_is_sent_until_its_read_ends,
 );
 
 /// After a rollback of the binary, the database carries a migration this orderload does not
@@ -106,6 +107,35 @@ async fn a_database_upgraded_by_a_newer_orderload_is_refused_naming_the_migratio
         );
     }
     assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders"), 2);
+}
+
+/// Make the insert of order `external_id` fail as a full disk would, so that an ingest stops
+/// midway with the chunks before it committed; the SQL that allows it again.
+fn stop_inserting(ws: &Workspace, backend: Backend, external_id: &str) -> &'static str {
+    match backend {
+        Backend::Sqlite => {
+            ws.execute(&format!(
+                "CREATE TRIGGER stop_midway BEFORE INSERT ON staged_orders
+                 WHEN NEW.external_id = '{external_id}'
+                 BEGIN SELECT RAISE(ABORT, 'database or disk is full (simulated)'); END;"
+            ));
+            "DROP TRIGGER stop_midway;"
+        }
+        Backend::Postgres => {
+            ws.execute(&format!(
+                "CREATE FUNCTION stop_midway() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN
+                   IF NEW.external_id = '{external_id}' THEN
+                     RAISE EXCEPTION 'could not extend file (simulated)';
+                   END IF;
+                   RETURN NEW;
+                 END $$;
+                 CREATE TRIGGER stop_midway BEFORE INSERT ON staged_orders
+                   FOR EACH ROW EXECUTE FUNCTION stop_midway();"
+            ));
+            "DROP TRIGGER stop_midway ON staged_orders; DROP FUNCTION stop_midway();"
+        }
+    }
 }
 
 fn ingest(ws: &Workspace, name: &str, csv: &str) {
@@ -348,27 +378,7 @@ async fn an_ingest_stopped_midway_is_read_again_to_the_end_without_doubling(back
         .unwrap()
         .close()
         .await;
-    let (stop, allow) = match backend {
-        Backend::Sqlite => (
-            "CREATE TRIGGER stop_midway BEFORE INSERT ON staged_orders
-             WHEN NEW.external_id = '#S1013'
-             BEGIN SELECT RAISE(ABORT, 'database or disk is full (simulated)'); END;",
-            "DROP TRIGGER stop_midway;",
-        ),
-        Backend::Postgres => (
-            "CREATE FUNCTION stop_midway() RETURNS trigger LANGUAGE plpgsql AS $$
-             BEGIN
-               IF NEW.external_id = '#S1013' THEN
-                 RAISE EXCEPTION 'could not extend file (simulated)';
-               END IF;
-               RETURN NEW;
-             END $$;
-             CREATE TRIGGER stop_midway BEFORE INSERT ON staged_orders
-               FOR EACH ROW EXECUTE FUNCTION stop_midway();",
-            "DROP TRIGGER stop_midway ON staged_orders; DROP FUNCTION stop_midway();",
-        ),
-    };
-    ws.execute(stop);
+    let allow = stop_inserting(&ws, backend, "#S1013");
     let first = ws.run(&["ingest", "--channel", "shop", file]);
     assert_code(&first, 1);
     assert!(stderr(&first).contains("simulated"), "{}", stderr(&first));
@@ -1633,5 +1643,92 @@ async fn an_order_corrected_to_fewer_lines_keeps_only_its_new_lines_in_dynamics(
     assert_eq!(lines_in_dynamics(&emu.base_url).await, want);
     let report = report_json(&ws, &[]);
     assert_eq!(report["reconciliation"]["balanced"], true, "{report}");
+    emu.shutdown().await;
+}
+
+/// An order is not sent while the file its content came from is still being read: a later
+/// part of it may still come. After an interrupted read (as between a killed ingest and the
+/// next), a submit sends only the orders of other files, among them one the interrupted
+/// read did not reach; the report says why the others wait; once the file is read again to
+/// the end, they go, each with all its lines.
+async fn no_order_of_a_file_still_being_read_is_sent_until_its_read_ends(backend: Backend) {
+    let Some(ws) = workspace(backend, "not_while_read") else {
+        return;
+    };
+    let emu = emulator(|_| {}).await;
+    ws.write_config(Some(&emu.base_url), SHOP);
+    ws.edit_config("settle_secs = 0\n", "settle_secs = 0\nchunk_orders = 4\n");
+    // Yesterday's file: #W1000-#W1001 of three lines, sent.
+    let yesterday = shopify_csv(2, 3, "W");
+    ingest(&ws, "yesterday.csv", &yesterday);
+    assert_code(&run_async(&ws, &["submit"]).await, 0);
+    // Today's: #W1001's first two lines, #V1000-#V1011, then #W1001's third line, far apart.
+    // Chunks of 4 orders: #W1001 (two lines) #V1000-2 | #V1003-6 | #V1007-10 | #V1011 #W1001;
+    // the read stops at #V1007, so #W1001 is staged with two lines of three. Sent now, it
+    // would lose its third line in Dynamics.
+    let w1001: Vec<&str> = yesterday.lines().skip(4).collect();
+    let mut lines: Vec<String> = shopify_csv(12, 1, "V")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    lines.insert(1, w1001[0].to_string());
+    lines.insert(2, w1001[1].to_string());
+    // A far-apart part starts with a whole first row (Shopify repeats the order's columns).
+    lines.push(
+        w1001[0]
+            .replace("Tee 0,", "Tee 2,")
+            .replace("SKU-0,", "SKU-2,"),
+    );
+    ingest(&ws, "other.csv", &shopify_csv(1, 1, "X"));
+    orderload::staging::open(&ws.db_url())
+        .await
+        .unwrap()
+        .close()
+        .await;
+    let allow = stop_inserting(&ws, backend, "#V1007");
+    let file = ws.write_file("in/today.csv", &(lines.join("\n") + "\n"));
+    let file = file.to_str().unwrap();
+    assert_code(&ws.run(&["ingest", "--channel", "shop", file]), 1);
+    // #W1001 (two lines of three so far) and #V1000-#V1006 wait for the read to end.
+    assert_eq!(
+        ws.query_i64(
+            "SELECT COUNT(*) FROM staged_orders o JOIN source_files f ON f.id = o.source_file_id
+             WHERE f.status = 'reading' AND o.status = 'pending'"
+        ),
+        8
+    );
+    assert_code(&run_async(&ws, &["submit"]).await, 0);
+    let sent = lines_in_dynamics(&emu.base_url).await;
+    assert_eq!(
+        sent.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["shop #W1000", "shop #W1001", "shop #X1000"],
+        "only the other files' orders are sent"
+    );
+    assert_eq!(sent["shop #W1001"], 3, "yesterday's copy, untouched");
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE status = 'pending'"),
+        8
+    );
+    let dry = ws.run(&["submit", "--dry-run"]);
+    assert_code(&dry, 0);
+    assert!(!stdout(&dry).contains("V1000"), "{}", stdout(&dry));
+    let table = stdout(&ws.run(&["report"]));
+    assert!(
+        table.contains("File 3 was left half read: the orders it staged are not sent until"),
+        "{table}"
+    );
+
+    ws.execute(allow);
+    assert_code(&ws.run(&["ingest", "--channel", "shop", file]), 0);
+    let dry = ws.run(&["submit", "--dry-run"]);
+    assert!(stdout(&dry).contains("V1000"), "{}", stdout(&dry));
+    assert_code(&run_async(&ws, &["submit"]).await, 0);
+    let sent = lines_in_dynamics(&emu.base_url).await;
+    assert_eq!(sent.len(), 15, "{sent:?}");
+    assert_eq!(sent["shop #W1001"], 3, "{sent:?}");
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE status = 'succeeded'"),
+        15
+    );
     emu.shutdown().await;
 }

@@ -476,6 +476,13 @@ fn summary(s: &Summary) -> String {
             ]);
         }
         t.render(&mut out, 2);
+        for f in s.files.iter().filter(|f| f.interrupted) {
+            let _ = writeln!(
+                out,
+                "  File {} was left half read: the orders it staged are not sent until it is read to the end (ingest it again: the read starts over, nothing is staged twice).",
+                f.id
+            );
+        }
         if s.files.len() > SUMMARY_FILE_ROWS {
             let _ = writeln!(
                 out,

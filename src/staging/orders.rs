@@ -701,21 +701,27 @@ impl SqliteStaging {
         // Without a list: the first `limit` ids of each status in the status index (which
         // keeps them in id order), merged. The same set as one `ORDER BY id LIMIT` over
         // `pending OR failed`, which SQLite sorted in full (every pending order) each claim.
+        let ready = parts::NOT_FROM_A_FILE_BEING_READ;
         let claimable = if only_json.is_some() {
-            "SELECT id FROM staged_orders
-             WHERE (status = 'pending'
-                    OR (status = 'failed' AND retryable = 1 AND attempts < ?5 AND COALESCE(last_run_id, -1) != ?3))
-               AND id IN (SELECT value FROM json_each(?6))
-             ORDER BY id LIMIT ?7"
+            format!(
+                "SELECT id FROM staged_orders
+                 WHERE (status = 'pending'
+                        OR (status = 'failed' AND retryable = 1 AND attempts < ?5 AND COALESCE(last_run_id, -1) != ?3))
+                   AND id IN (SELECT value FROM json_each(?6)) AND {ready}
+                 ORDER BY id LIMIT ?7"
+            )
         } else {
-            "SELECT id FROM (
-               SELECT id FROM (SELECT id FROM staged_orders WHERE status = 'pending' ORDER BY id LIMIT ?7)
-               UNION ALL
-               SELECT id FROM (SELECT id FROM staged_orders
-                               WHERE status = 'failed' AND retryable = 1 AND attempts < ?5
-                                 AND COALESCE(last_run_id, -1) != ?3 AND ?6 IS NULL
-                               ORDER BY id LIMIT ?7))
-             ORDER BY id LIMIT ?7"
+            format!(
+                "SELECT id FROM (
+                   SELECT id FROM (SELECT id FROM staged_orders WHERE status = 'pending' AND {ready}
+                                   ORDER BY id LIMIT ?7)
+                   UNION ALL
+                   SELECT id FROM (SELECT id FROM staged_orders
+                                   WHERE status = 'failed' AND retryable = 1 AND attempts < ?5
+                                     AND COALESCE(last_run_id, -1) != ?3 AND ?6 IS NULL AND {ready}
+                                   ORDER BY id LIMIT ?7))
+                 ORDER BY id LIMIT ?7"
+            )
         };
         let rows = sqlx::query(&format!(
             "UPDATE staged_orders SET status = 'in_flight', claim_token = ?1, claim_expires_at = ?2, last_run_id = ?3,
@@ -788,11 +794,13 @@ impl SqliteStaging {
         limit: usize,
         max_attempts: u32,
     ) -> Result<Vec<ClaimedOrder>, StagingError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(&format!(
             "SELECT id, payload, attempts, earlier_lines FROM staged_orders
-             WHERE status = 'pending' OR (status = 'failed' AND retryable = 1 AND attempts < ?)
+             WHERE (status = 'pending' OR (status = 'failed' AND retryable = 1 AND attempts < ?))
+               AND {}
              ORDER BY id LIMIT ?",
-        )
+            parts::NOT_FROM_A_FILE_BEING_READ
+        ))
         .bind(max_attempts as i64)
         .bind(limit as i64)
         .fetch_all(&self.pool)

@@ -9,6 +9,14 @@ use crate::channels::RejectedRow;
 use crate::model::Order;
 use std::collections::HashMap;
 
+/// The claim's condition (both backends' SQL, on `staged_orders`) that keeps an order whose
+/// content came from a file still being read from being sent: a later part of it may still
+/// come (or be rejected and hold it back), so until the file's read ends the order may lack
+/// lines. That covers a submit or a worker running while a file is read, and the time between
+/// an interrupted read and the next read of the same file; the orders go once it ends.
+pub(crate) const NOT_FROM_A_FILE_BEING_READ: &str = "(source_file_id IS NULL
+       OR source_file_id NOT IN (SELECT id FROM source_files WHERE status = 'reading'))";
+
 /// What one read of a file remembers from chunk to chunk: the orders whose part in this file
 /// was found unchanged from the copy *another* file staged (the stored row keeps that file as
 /// its source, so a later part could not otherwise tell that an earlier one came before it),

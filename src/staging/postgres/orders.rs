@@ -438,13 +438,13 @@ impl PgStaging {
         lease_secs: u64,
         only: Option<&[i64]>,
     ) -> Result<Vec<ClaimedOrder>, StagingError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(&format!(
             "WITH picked AS (
                 SELECT id, status AS from_status FROM staged_orders
                 WHERE (status = 'pending'
                        OR (status = 'failed' AND retryable AND attempts < $1 AND COALESCE(last_run_id, -1) != $2
                            AND updated_at < now() - make_interval(secs => $7)))
-                  AND ($3::BIGINT[] IS NULL OR id = ANY($3))
+                  AND ($3::BIGINT[] IS NULL OR id = ANY($3)) AND {}
                 ORDER BY id LIMIT $4
                 FOR UPDATE SKIP LOCKED
              ), upd AS (
@@ -458,7 +458,8 @@ impl PgStaging {
                 SELECT id, $2, now(), from_status, 'in_flight', 'claimed for attempt ' || attempts FROM upd
              )
              SELECT id, payload, attempts, earlier_lines FROM upd ORDER BY id",
-        )
+            parts::NOT_FROM_A_FILE_BEING_READ
+        ))
         .bind(max_attempts as i64)
         .bind(run_id)
         .bind(only)
@@ -476,11 +477,13 @@ impl PgStaging {
         limit: usize,
         max_attempts: u32,
     ) -> Result<Vec<ClaimedOrder>, StagingError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(&format!(
             "SELECT id, payload, attempts, earlier_lines FROM staged_orders
-             WHERE status = 'pending' OR (status = 'failed' AND retryable AND attempts < $1)
+             WHERE (status = 'pending' OR (status = 'failed' AND retryable AND attempts < $1))
+               AND {}
              ORDER BY id LIMIT $2",
-        )
+            parts::NOT_FROM_A_FILE_BEING_READ
+        ))
         .bind(max_attempts as i64)
         .bind(limit.min(i64::MAX as usize) as i64)
         .fetch_all(&self.pool)
