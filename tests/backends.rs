@@ -1535,18 +1535,23 @@ fn without_rows(csv: &str, drop: &[usize]) -> String {
     out.join("\n") + "\n"
 }
 
-/// The emulator's line count of each order, by the order's name (`shop #F1000`).
-async fn lines_in_dynamics(base_url: &str) -> std::collections::BTreeMap<String, u64> {
+/// The emulator's lines of each order by their keys (`shop.#F1000.1`), by the order's name
+/// (`shop #F1000`).
+async fn lines_in_dynamics(base_url: &str) -> std::collections::BTreeMap<String, Vec<String>> {
     stored_orders(base_url)
         .await
         .iter()
         .map(|o| {
-            (
-                o["name"].as_str().unwrap().to_string(),
-                o["lines"].as_u64().unwrap(),
-            )
+            let keys: Vec<String> = serde_json::from_value(o["line_keys"].clone()).unwrap();
+            assert_eq!(o["lines"], keys.len(), "{o}");
+            (o["name"].as_str().unwrap().to_string(), keys)
         })
         .collect()
+}
+
+/// The keys of lines 1..=n of order `id` of channel shop.
+fn line_keys(id: &str, n: usize) -> Vec<String> {
+    (1..=n).map(|k| format!("shop.{id}.{k}")).collect()
 }
 
 async fn set_faults(base_url: &str, faults: Value) {
@@ -1578,7 +1583,7 @@ async fn an_order_corrected_to_fewer_lines_keeps_only_its_new_lines_in_dynamics(
     ingest(&ws, "day1.csv", &day1);
     assert_code(&run_async(&ws, &["submit"]).await, 0);
     let sent = lines_in_dynamics(&emu.base_url).await;
-    assert_eq!(sent.values().sum::<u64>(), 15, "{sent:?}");
+    assert_eq!(sent.values().map(Vec::len).sum::<usize>(), 15, "{sent:?}");
 
     // Day 2: #F1000 lost its third line, #F1001 its last two, #F1002 its third (and loses its
     // second on day 3, before it is sent again). #G1000 is new with three lines, and is
@@ -1603,8 +1608,10 @@ async fn an_order_corrected_to_fewer_lines_keeps_only_its_new_lines_in_dynamics(
         ("shop #F1004", 3),
         ("shop #G1000", 2),
     ];
-    let want: std::collections::BTreeMap<String, u64> =
-        expected.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    let want: std::collections::BTreeMap<String, Vec<String>> = expected
+        .iter()
+        .map(|(name, n)| (name.to_string(), line_keys(&name[5..], *n)))
+        .collect();
     assert_eq!(lines_in_dynamics(&emu.base_url).await, want);
     assert_eq!(
         ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE earlier_lines IS NOT NULL"),
@@ -1629,7 +1636,10 @@ async fn an_order_corrected_to_fewer_lines_keeps_only_its_new_lines_in_dynamics(
         ),
         ["failed retries_exhausted 3"]
     );
-    assert_eq!(lines_in_dynamics(&emu.base_url).await["shop #F1003"], 1);
+    assert_eq!(
+        lines_in_dynamics(&emu.base_url).await["shop #F1003"],
+        line_keys("#F1003", 1)
+    );
     set_faults(&emu.base_url, serde_json::json!({"drop_rate": 0.0})).await;
     let out = ws.run(&["rerun", "--order", "shop:#F1003"]);
     assert_code(&out, 0);
@@ -1639,7 +1649,7 @@ async fn an_order_corrected_to_fewer_lines_keeps_only_its_new_lines_in_dynamics(
         ["succeeded"]
     );
     let mut want = want;
-    want.insert("shop #F1003".into(), 1);
+    want.insert("shop #F1003".into(), line_keys("#F1003", 1));
     assert_eq!(lines_in_dynamics(&emu.base_url).await, want);
     let report = report_json(&ws, &[]);
     assert_eq!(report["reconciliation"]["balanced"], true, "{report}");
@@ -1704,7 +1714,11 @@ async fn no_order_of_a_file_still_being_read_is_sent_until_its_read_ends(backend
         ["shop #W1000", "shop #W1001", "shop #X1000"],
         "only the other files' orders are sent"
     );
-    assert_eq!(sent["shop #W1001"], 3, "yesterday's copy, untouched");
+    assert_eq!(
+        sent["shop #W1001"],
+        line_keys("#W1001", 3),
+        "yesterday's copy, untouched"
+    );
     assert_eq!(
         ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE status = 'pending'"),
         8
@@ -1725,7 +1739,7 @@ async fn no_order_of_a_file_still_being_read_is_sent_until_its_read_ends(backend
     assert_code(&run_async(&ws, &["submit"]).await, 0);
     let sent = lines_in_dynamics(&emu.base_url).await;
     assert_eq!(sent.len(), 15, "{sent:?}");
-    assert_eq!(sent["shop #W1001"], 3, "{sent:?}");
+    assert_eq!(sent["shop #W1001"], line_keys("#W1001", 3), "{sent:?}");
     assert_eq!(
         ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE status = 'succeeded'"),
         15

@@ -227,3 +227,60 @@ async fn injected_5xx_and_dropped_connections_are_retried_without_duplicates() {
     );
     emu.shutdown().await;
 }
+
+/// An order corrected from 4 lines to 2: its changeset removes lines 3 and 4. Sent after the
+/// 4-line version landed, the removals delete them; sent when they are not there (that version
+/// never reached Dynamics, or a lost answer hid that they were removed), the 404 is answered
+/// by looking each line up once and sending the order again without the removals — one more
+/// request, not one per line, and no retry.
+#[tokio::test]
+async fn removals_of_lines_already_gone_are_dropped_without_a_retry() {
+    let emu = emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let t = DataverseTarget::new(
+        &target(&emu, &dir, &EmulatorConfig::default().client_secret),
+        &SubmitConfig::default(),
+    )
+    .unwrap();
+    t.prepare().await.unwrap();
+    let corrected = |id: i64, external_id: &str| OrderToSend {
+        earlier_lines: 4,
+        ..order(id, external_id, 2)
+    };
+    let details = |emu_state: &serde_json::Value| emu_state["salesorderdetails"].clone();
+
+    // Sent with 4 lines, then corrected: two removals, applied in the same request.
+    let first = t.plan_order(&order(1, "R-1", 4)).unwrap();
+    assert!(matches!(
+        t.submit_batch(&[first]).await.unwrap()[0].result,
+        OrderResult::Succeeded { .. }
+    ));
+    assert_eq!(details(&emu.state().await), 4);
+    let planned = t.plan_order(&corrected(1, "R-1")).unwrap();
+    assert_eq!(planned.operations, 5, "order, 2 lines, 2 removals");
+    let requests = t.stats().requests;
+    let out = t.submit_batch(&[planned]).await.unwrap();
+    assert!(
+        matches!(out[0].result, OrderResult::Succeeded { .. }),
+        "{out:?}"
+    );
+    assert_eq!(details(&emu.state().await), 2);
+    assert_eq!(t.stats().requests - requests, 1);
+
+    // Corrected before its 4-line version was ever sent: lines 3 and 4 are not there.
+    let planned = t.plan_order(&corrected(2, "R-2")).unwrap();
+    let requests = t.stats().requests;
+    let out = t.submit_batch(&[planned]).await.unwrap();
+    assert!(
+        matches!(out[0].result, OrderResult::Succeeded { .. }),
+        "{out:?}"
+    );
+    assert_eq!(details(&emu.state().await), 4);
+    assert_eq!(
+        t.stats().requests - requests,
+        4,
+        "the batch, one lookup per removed line, the batch again"
+    );
+    assert_eq!(t.stats().retries, 0);
+    emu.shutdown().await;
+}

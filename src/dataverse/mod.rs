@@ -188,10 +188,23 @@ impl Target for DataverseTarget {
             &self.mapping,
         ));
         if plan.operations.len() > MAX_OPERATIONS_PER_BATCH {
+            let removals = plan
+                .operations
+                .iter()
+                .filter(|op| op.label.starts_with(mapping::REMOVE_LINE_LABEL))
+                .count();
+            let of_them = if removals > 0 {
+                format!(
+                    " ({removals} of them remove lines an earlier version had, up to line {})",
+                    order.earlier_lines
+                )
+            } else {
+                String::new()
+            };
             return Err(PlanError {
                 code: "too_many_lines".into(),
                 message: format!(
-                    "the order needs {} operations; one $batch allows {MAX_OPERATIONS_PER_BATCH}",
+                    "the order needs {} operations{of_them}; one $batch allows {MAX_OPERATIONS_PER_BATCH}",
                     plan.operations.len()
                 ),
             });

@@ -12,9 +12,11 @@
 //!   refused every connection, the whole call is `TargetError::Unavailable`.
 
 use super::batch_reader::{changeset_results, read_batch_response, BatchReply, ChangesetResult};
-use super::batch_writer::{write_batch, ChangesetPlan};
+use super::batch_writer::{write_batch, ChangesetPlan, PlannedOperation};
 use super::client::{ApiClient, SendError};
-use super::errors::{classify, ErrorClass, Failure, TransportErrorKind, CONCURRENCY_LIMIT_CODE};
+use super::errors::{
+    classify, shorten, ErrorClass, Failure, TransportErrorKind, CONCURRENCY_LIMIT_CODE,
+};
 use super::http::ApiRequest;
 use crate::submit::target::{OrderOutcome, OrderResult, TargetError};
 use std::sync::atomic::Ordering;
@@ -75,8 +77,8 @@ pub async fn send_orders(
     orders: &[OrderChangeset],
 ) -> Result<Vec<OrderOutcome>, TargetError> {
     let mut results: Vec<Option<OrderResult>> = vec![None; orders.len()];
-    // Each order's changeset as it is sent now: a line removal that found the line already
-    // gone is dropped from it (see `Interpreted::AlreadyRemoved`).
+    // Each order's changeset as it is sent now: removals of lines that are already gone are
+    // dropped from it (see `Interpreted::CheckRemovals`).
     let mut plans: Vec<Arc<ChangesetPlan>> = orders.iter().map(|o| o.plan.clone()).collect();
     let mut groups: Vec<Vec<usize>> = vec![(0..orders.len()).collect()];
     let mut any_response = false;
@@ -95,8 +97,8 @@ pub async fn send_orders(
                 "sending $batch"
             );
             let mut retry_now: Vec<usize> = Vec::new();
-            // Orders whose changeset changed and goes again at once, without a retry.
-            let mut resend_now: Vec<usize> = Vec::new();
+            // Orders whose changeset failed on a missing line, to check (see `CheckRemovals`).
+            let mut check_now: Vec<(usize, LastFailure)> = Vec::new();
             match client.send(&req).await {
                 Err(SendError::Auth(m)) => return Err(TargetError::Auth(m)),
                 Err(SendError::TokenUnavailable(m)) => return Err(TargetError::Unavailable(m)),
@@ -173,26 +175,7 @@ pub async fn send_orders(
                                         last[i] = Some(f);
                                         retry_now.push(i);
                                     }
-                                    Interpreted::AlreadyRemoved(op) => {
-                                        let mut plan = ChangesetPlan::clone(&plans[i]);
-                                        let removed = plan.operations.remove(op);
-                                        tracing::debug!(
-                                            order = %plan.order_key,
-                                            operation = %removed.label,
-                                            "line already gone from Dynamics; sending the order without its removal"
-                                        );
-                                        plans[i] = Arc::new(plan);
-                                        last[i] = Some(LastFailure {
-                                            status: Some(404),
-                                            code: "line_already_removed".into(),
-                                            message: format!(
-                                                "{}: the line was already gone",
-                                                removed.label
-                                            ),
-                                            retry_after: None,
-                                        });
-                                        resend_now.push(i);
-                                    }
+                                    Interpreted::CheckRemovals(f) => check_now.push((i, f)),
                                 }
                             }
                         }
@@ -211,15 +194,36 @@ pub async fn send_orders(
                     }
                 }
             }
-            if retry_now.is_empty() {
-                if resend_now.is_empty() {
-                    break;
+            // Orders whose changeset lost removals of lines already gone go again at once, as a
+            // group of their own: no retry counted, no wait for this group's retries.
+            let mut resend_now: Vec<usize> = Vec::new();
+            for (i, failure) in check_now {
+                match without_absent_lines(client, &plans[i]).await {
+                    Ok(Some(plan)) => {
+                        plans[i] = Arc::new(plan);
+                        resend_now.push(i);
+                    }
+                    // Every line it removes is there: the 404 is about something else.
+                    Ok(None) => {
+                        results[i] = Some(failed(
+                            false,
+                            failure.status,
+                            &failure.code,
+                            failure.message,
+                        ))
+                    }
+                    Err(f) => {
+                        last[i] = Some(f);
+                        retry_now.push(i);
+                    }
                 }
-                pending = resend_now;
-                continue;
             }
-            retry_now.extend(resend_now);
-            retry_now.sort_unstable();
+            if !resend_now.is_empty() {
+                groups.push(resend_now);
+            }
+            if retry_now.is_empty() {
+                break;
+            }
             if retry >= client.policy.max_retries {
                 if !any_response && connect_failures_only {
                     let message = last[retry_now[0]]
@@ -301,10 +305,11 @@ fn throttled_part(result: &ChangesetResult) -> Option<Duration> {
 enum Interpreted {
     Final(OrderResult),
     Retry(LastFailure),
-    /// Operation `.0` removes a line that is not there (404): an earlier attempt whose answer
-    /// was lost already removed it, or that version never reached Dynamics. The changeset
-    /// (rolled back as a whole) goes again without it.
-    AlreadyRemoved(usize),
+    /// The changeset, which removes lines, failed with 404 on one of its removals, or on an
+    /// operation the response does not name: a line may be gone already (an earlier attempt
+    /// whose answer was lost removed it, or that version never reached Dynamics). Which of
+    /// its lines are still there is asked, and it goes again without the others.
+    CheckRemovals(LastFailure),
 }
 
 fn interpret(
@@ -335,14 +340,6 @@ fn interpret(
             operation,
             response,
         } => {
-            let removal = operation.filter(|&i| {
-                plan.operations
-                    .get(i)
-                    .is_some_and(|op| op.method == "DELETE")
-            });
-            if let (Some(op), 404) = (removal, response.status) {
-                return Interpreted::AlreadyRemoved(op);
-            }
             let error = response.error.clone().unwrap_or_default();
             if error.code.eq_ignore_ascii_case(CONCURRENCY_LIMIT_CODE) {
                 client.throttle.on_concurrency_limit();
@@ -358,6 +355,14 @@ fn interpret(
                 .unwrap_or_default();
             let message = format!("{label}{}", error.message);
             let code = code_or_status(&error.code, response.status);
+            if may_be_a_line_already_gone(plan, operation, response.status) {
+                return Interpreted::CheckRemovals(LastFailure {
+                    status: Some(response.status),
+                    code,
+                    message,
+                    retry_after: None,
+                });
+            }
             let class = classify(Failure::Http {
                 status: response.status,
                 code: &error.code,
@@ -379,5 +384,98 @@ fn interpret(
                 }
             }
         }
+    }
+}
+
+fn is_removal(op: &PlannedOperation) -> bool {
+    op.method == "DELETE"
+}
+
+/// Whether a changeset's failure may be a removal of a line that is not there: a 404 on one
+/// of its `DELETE`s, or on an operation the response does not name (the service need not echo
+/// the failed request's Content-ID) when it has any.
+fn may_be_a_line_already_gone(plan: &ChangesetPlan, operation: Option<usize>, status: u16) -> bool {
+    status == 404
+        && match operation {
+            Some(i) => plan.operations.get(i).is_some_and(is_removal),
+            None => plan.operations.iter().any(is_removal),
+        }
+}
+
+/// `plan` without the removals of lines that are not in Dynamics, each looked up by its key
+/// (`GET salesorderdetails(<key>)`: 200 there, 404 gone); `None` when every line it removes is
+/// there. A lookup that gets another answer is a failure to retry with the order.
+async fn without_absent_lines(
+    client: &ApiClient,
+    plan: &ChangesetPlan,
+) -> Result<Option<ChangesetPlan>, LastFailure> {
+    let mut kept = Vec::with_capacity(plan.operations.len());
+    let mut dropped = Vec::new();
+    for op in &plan.operations {
+        if !is_removal(op) {
+            kept.push(op.clone());
+            continue;
+        }
+        let url = format!("{}{}?$select=salesorderdetailid", client.base, op.path);
+        let lookup_failed = |status: Option<u16>, message: String| LastFailure {
+            status,
+            code: "line_lookup_failed".into(),
+            message: format!("{}: looking the line up: {message}", op.label),
+            retry_after: None,
+        };
+        match client.send(&ApiRequest::get(url)).await {
+            Ok(r) if r.status == 404 => dropped.push(op.label.clone()),
+            Ok(r) if (200..300).contains(&r.status) => kept.push(op.clone()),
+            Ok(r) => return Err(lookup_failed(Some(r.status), shorten(&r.text(), 200))),
+            Err(SendError::Transport(t)) => return Err(lookup_failed(None, t.message)),
+            Err(SendError::Auth(m) | SendError::TokenUnavailable(m)) => {
+                return Err(lookup_failed(None, m))
+            }
+        }
+    }
+    if dropped.is_empty() {
+        return Ok(None);
+    }
+    tracing::debug!(
+        order = %plan.order_key,
+        removals = ?dropped,
+        "lines already gone from Dynamics; sending the order without their removal"
+    );
+    Ok(Some(ChangesetPlan {
+        order_key: plan.order_key.clone(),
+        operations: kept,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(method: &str, label: &str) -> PlannedOperation {
+        PlannedOperation {
+            method: method.into(),
+            path: format!("x('{label}')"),
+            body: String::new(),
+            label: label.into(),
+        }
+    }
+
+    #[test]
+    fn a_404_may_be_a_line_already_gone_only_on_a_removal_or_an_unnamed_operation() {
+        let with_removal = ChangesetPlan {
+            order_key: "s.1".into(),
+            operations: vec![op("PATCH", "order"), op("DELETE", "remove line 2")],
+        };
+        let without = ChangesetPlan {
+            order_key: "s.1".into(),
+            operations: vec![op("PATCH", "order"), op("PATCH", "line 1")],
+        };
+        assert!(may_be_a_line_already_gone(&with_removal, Some(1), 404));
+        // The service did not say which operation failed.
+        assert!(may_be_a_line_already_gone(&with_removal, None, 404));
+        assert!(!may_be_a_line_already_gone(&with_removal, Some(0), 404));
+        assert!(!may_be_a_line_already_gone(&with_removal, Some(1), 400));
+        assert!(!may_be_a_line_already_gone(&without, None, 404));
+        assert!(!may_be_a_line_already_gone(&without, Some(1), 404));
     }
 }

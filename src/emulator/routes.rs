@@ -102,13 +102,21 @@ impl Shared {
         let Some(orders) = store.table_by_set("salesorders") else {
             return json!({"count": 0, "orders": [], "duplicates": []});
         };
-        let mut lines: HashMap<String, usize> = HashMap::new();
+        // Each order's lines by their keys, in key order.
+        let mut lines: HashMap<String, Vec<Option<String>>> = HashMap::new();
         if let Some(details) = store.table_by_set("salesorderdetails") {
-            for row in store.table(details).rows() {
+            let details = store.table(details);
+            for row in details.rows() {
                 if let Some(Value::String(order)) = row.fields.get("_salesorderid_value") {
-                    *lines.entry(order.clone()).or_default() += 1;
+                    lines
+                        .entry(order.clone())
+                        .or_default()
+                        .push(key_text(&details.def, &row.fields));
                 }
             }
+        }
+        for keys in lines.values_mut() {
+            keys.sort();
         }
         let state = store.table(orders);
         let list: Vec<Value> = state
@@ -119,7 +127,8 @@ impl Shared {
                     "key": key_text(&state.def, &row.fields),
                     "id": row.id,
                     "name": row.fields.get("name"),
-                    "lines": lines.get(&row.id.to_string()).copied().unwrap_or(0),
+                    "lines": lines.get(&row.id.to_string()).map_or(0, Vec::len),
+                    "line_keys": lines.get(&row.id.to_string()).cloned().unwrap_or_default(),
                 })
             })
             .collect();
