@@ -14,7 +14,12 @@ use std::collections::HashMap;
 /// come (or be rejected and hold it back), so until the file's read ends the order may lack
 /// lines. That covers a submit or a worker running while a file is read, and the time between
 /// an interrupted read and the next read of the same file; the orders go once it ends.
-pub(crate) const NOT_FROM_A_FILE_BEING_READ: &str = "(source_file_id IS NULL
+///
+/// The `NOT EXISTS` comes first so that, with no file being read (the usual case), the claim
+/// does not read each candidate's row for its file: SQLite computes it once and stops there.
+pub(crate) const NOT_FROM_A_FILE_BEING_READ: &str =
+    "(NOT EXISTS (SELECT 1 FROM source_files WHERE status = 'reading')
+       OR source_file_id IS NULL
        OR source_file_id NOT IN (SELECT id FROM source_files WHERE status = 'reading'))";
 
 /// What one read of a file remembers from chunk to chunk: the orders whose part in this file
