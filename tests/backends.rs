@@ -1498,6 +1498,11 @@ async fn new_content_for_an_order_in_flight_withdraws_the_claim(backend: Backend
         ws.query_i64("SELECT COUNT(*) FROM ledger WHERE message LIKE '%while in flight%'"),
         1
     );
+    let ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
+    let mut live = st.live_claims("token-a", &ids).await.unwrap();
+    live.sort_unstable();
+    assert_eq!(live, ids[1..], "the changed order's claim is withdrawn");
+    assert!(st.live_claims("token-b", &ids).await.unwrap().is_empty());
     let outcomes: Vec<OrderOutcome> = claimed
         .iter()
         .map(|c| OrderOutcome {
@@ -1743,6 +1748,74 @@ async fn no_order_of_a_file_still_being_read_is_sent_until_its_read_ends(backend
     assert_eq!(
         ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE status = 'succeeded'"),
         15
+    );
+    emu.shutdown().await;
+}
+
+/// A batch whose answer was lost is sent again after a pause — unless its claim was withdrawn
+/// meanwhile. Here (PostgreSQL: workers hold no lease) worker A's batch lands with version 1
+/// of an order (3 lines) but the answer is lost; while A waits to send it again, the order is
+/// corrected to 2 lines (A's claim is withdrawn) and worker B sends version 2. A then asks
+/// for its claims before sending again, finds this one gone and does not send version 1 over
+/// version 2. Before, its retry put version 1 and the removed line back into Dynamics while
+/// staging said version 2 had succeeded.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_after_the_claim_was_withdrawn_does_not_send_the_old_version_again() {
+    let Some(ws) = workspace(Backend::Postgres, "withdrawn_retry") else {
+        return;
+    };
+    let emu = emulator(|c| c.drop_rate = 1.0).await;
+    ws.write_config(Some(&emu.base_url), SHOP);
+    ws.edit_config(
+        "max_retries = 8\nbase_ms = 50\ncap_ms = 2000",
+        "max_retries = 1\nbase_ms = 6000\ncap_ms = 6000",
+    );
+    let v1 = shopify_csv(1, 3, "K");
+    ingest(&ws, "v1.csv", &v1);
+    let mut a = ws.cmd();
+    a.arg("submit");
+    let a = a
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while emu.state().await["dropped"] == 0 {
+        assert!(std::time::Instant::now() < deadline, "A never sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = std::time::Instant::now();
+    assert_eq!(
+        lines_in_dynamics(&emu.base_url).await["shop #K1000"],
+        line_keys("#K1000", 3),
+        "A's first attempt landed"
+    );
+    ingest(&ws, "v2.csv", &without_rows(&v1, &[2]));
+    set_faults(&emu.base_url, serde_json::json!({"drop_rate": 0.0})).await;
+    assert_code(&run_async(&ws, &["submit"]).await, 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "B took {:?}: A (waiting at least 4.8 s) may have sent again before it",
+        started.elapsed()
+    );
+    assert_eq!(
+        lines_in_dynamics(&emu.base_url).await["shop #K1000"],
+        line_keys("#K1000", 2),
+        "B sent version 2"
+    );
+    let out = tokio::task::spawn_blocking(move || a.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let err = stderr(&out);
+    assert!(err.contains("not sent again"), "{err}");
+    assert_eq!(
+        lines_in_dynamics(&emu.base_url).await["shop #K1000"],
+        line_keys("#K1000", 2),
+        "A sent version 1 again over version 2"
+    );
+    assert_eq!(
+        ws.query_strings("SELECT status || ' ' || line_count FROM staged_orders"),
+        ["succeeded 2"]
     );
     emu.shutdown().await;
 }

@@ -284,3 +284,50 @@ async fn removals_of_lines_already_gone_are_dropped_without_a_retry() {
     assert_eq!(t.stats().retries, 0);
     emu.shutdown().await;
 }
+
+/// Order 2's claim is withdrawn while the batch waits out a 429: after the pause the client
+/// asks, and sends the batch again without it (`claim_withdrawn`), so Dynamics never gets it.
+#[tokio::test]
+async fn after_a_429_only_the_orders_still_claimed_are_sent_again() {
+    struct OnlyFirst;
+    #[async_trait::async_trait]
+    impl orderload::submit::target::ClaimCheck for OnlyFirst {
+        async fn still_ours(&self, order_ids: &[i64]) -> Vec<i64> {
+            order_ids.iter().copied().filter(|&id| id == 1).collect()
+        }
+    }
+    let emu = emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let t = DataverseTarget::new(
+        &target(&emu, &dir, &EmulatorConfig::default().client_secret),
+        &SubmitConfig::default(),
+    )
+    .unwrap();
+    t.prepare().await.unwrap();
+    // prepare's reads fill a one-request, one-second window: the batch is throttled.
+    let limits = reqwest::Client::new()
+        .post(format!("{}/_emulator/limits", emu.base_url))
+        .json(&serde_json::json!({"limit_requests": 1, "limit_window_secs": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert!(limits.status().is_success());
+    let planned = [
+        t.plan_order(&order(1, "T-1", 1)).unwrap(),
+        t.plan_order(&order(2, "T-2", 1)).unwrap(),
+    ];
+    let mut out = t.submit_batch_checked(&planned, &OnlyFirst).await.unwrap();
+    out.sort_by_key(|o| o.order_id);
+    assert!(
+        matches!(out[0].result, OrderResult::Succeeded { .. }),
+        "{out:?}"
+    );
+    assert!(
+        matches!(&out[1].result, OrderResult::Failed { code, .. } if code == "claim_withdrawn"),
+        "{out:?}"
+    );
+    let state = emu.state().await;
+    assert!(state["throttled"].as_u64().unwrap() >= 1, "{state}");
+    assert_eq!(state["salesorders"], 1, "{state}");
+    emu.shutdown().await;
+}

@@ -55,10 +55,27 @@ pub struct ApiClient {
     pub retries: AtomicU64,
 }
 
+/// Asked before a throttled request is sent again (see [`ApiClient::send_checked`]).
+#[async_trait::async_trait]
+pub trait BeforeResend: Send + Sync {
+    async fn still_wanted(&self) -> bool;
+}
+
 impl ApiClient {
     /// Send `req`. 429 responses are absorbed here (the whole client pauses, then the request
     /// is resent) until the throttling budget runs out; the caller sees every other status.
     pub async fn send(&self, req: &ApiRequest) -> Result<ApiResponse, SendError> {
+        self.send_checked(req, None).await
+    }
+
+    /// [`ApiClient::send`], asking `before_resend` after each 429's pause whether the request
+    /// is still wanted as it is; if not, the 429 is returned so that the caller can send
+    /// something else (the orders whose claims are still ours, `send_batch`).
+    pub async fn send_checked(
+        &self,
+        req: &ApiRequest,
+        before_resend: Option<&dyn BeforeResend>,
+    ) -> Result<ApiResponse, SendError> {
         let mut refreshed = false;
         let mut throttled = 0u32;
         loop {
@@ -100,6 +117,11 @@ impl ApiClient {
                 let pause = self.policy.delay(throttled, response.retry_after);
                 self.throttle.on_throttled(pause);
                 self.pause_everyone(pause).await;
+                if let Some(check) = before_resend {
+                    if !check.still_wanted().await {
+                        return Ok(response);
+                    }
+                }
                 if throttled < self.policy.max_throttled_retries() {
                     throttled += 1;
                     self.retries.fetch_add(1, Ordering::Relaxed);

@@ -26,8 +26,8 @@ pub mod throttle;
 
 use crate::config::{SubmitConfig, TargetConfig};
 use crate::submit::target::{
-    OrderOutcome, OrderResult, OrderToSend, PlanError, PlannedOrder, Target, TargetError,
-    TargetPayload, TargetStats,
+    AllOurs, ClaimCheck, OrderOutcome, OrderResult, OrderToSend, PlanError, PlannedOrder, Target,
+    TargetError, TargetPayload, TargetStats,
 };
 use batch_writer::ChangesetPlan;
 use client::ApiClient;
@@ -225,6 +225,14 @@ impl Target for DataverseTarget {
         &self,
         orders: &[PlannedOrder],
     ) -> Result<Vec<OrderOutcome>, TargetError> {
+        self.submit_batch_checked(orders, &AllOurs).await
+    }
+
+    async fn submit_batch_checked(
+        &self,
+        orders: &[PlannedOrder],
+        claims: &dyn ClaimCheck,
+    ) -> Result<Vec<OrderOutcome>, TargetError> {
         let (good, mut outcomes) = Self::decode(orders);
         let total: usize = good.iter().map(|o| o.plan.operations.len()).sum();
         debug_assert!(
@@ -240,7 +248,7 @@ impl Target for DataverseTarget {
             );
         }
         for chunk in chunks {
-            outcomes.extend(send_batch::send_orders(&self.client, &chunk).await?);
+            outcomes.extend(send_batch::send_orders(&self.client, &chunk, claims).await?);
         }
         let failed = outcomes
             .iter()

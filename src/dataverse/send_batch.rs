@@ -13,12 +13,12 @@
 
 use super::batch_reader::{changeset_results, read_batch_response, BatchReply, ChangesetResult};
 use super::batch_writer::{write_batch, ChangesetPlan, PlannedOperation};
-use super::client::{ApiClient, SendError};
+use super::client::{ApiClient, BeforeResend, SendError};
 use super::errors::{
     classify, shorten, ErrorClass, Failure, TransportErrorKind, CONCURRENCY_LIMIT_CODE,
 };
 use super::http::ApiRequest;
-use crate::submit::target::{OrderOutcome, OrderResult, TargetError};
+use crate::submit::target::{ClaimCheck, OrderOutcome, OrderResult, TargetError};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,6 +75,7 @@ pub fn batch_request(
 pub async fn send_orders(
     client: &ApiClient,
     orders: &[OrderChangeset],
+    claims: &dyn ClaimCheck,
 ) -> Result<Vec<OrderOutcome>, TargetError> {
     let mut results: Vec<Option<OrderResult>> = vec![None; orders.len()];
     // Each order's changeset as it is sent now: removals of lines that are already gone are
@@ -83,11 +84,20 @@ pub async fn send_orders(
     let mut groups: Vec<Vec<usize>> = vec![(0..orders.len()).collect()];
     let mut any_response = false;
     let mut connect_failures_only = true;
+    // After the first request, each one asks first which of its orders are still ours.
+    let mut sent_before = false;
     while let Some(group) = groups.pop() {
         let mut pending = group;
         let mut retry = 0u32;
         let mut last: Vec<Option<LastFailure>> = vec![None; orders.len()];
         while !pending.is_empty() {
+            if sent_before {
+                pending = still_ours(claims, orders, pending, &mut results).await;
+                if pending.is_empty() {
+                    break;
+                }
+            }
+            sent_before = true;
             let batch: Vec<&ChangesetPlan> = pending.iter().map(|&i| &*plans[i]).collect();
             let (req, written) = batch_request(&client.base, &batch);
             tracing::debug!(
@@ -97,9 +107,24 @@ pub async fn send_orders(
                 "sending $batch"
             );
             let mut retry_now: Vec<usize> = Vec::new();
+            // After a 429's pause the client asks whether every order is still ours before it
+            // sends this request again; if not, the 429 comes back here and the request goes
+            // again at once without the others (the pause is over, no retry counted).
+            let ids: Vec<i64> = pending.iter().map(|&i| orders[i].order_id).collect();
+            let all_ours = AllStillOurs {
+                claims,
+                ids: &ids,
+                no: std::sync::atomic::AtomicBool::new(false),
+            };
+            let sent = client.send_checked(&req, Some(&all_ours)).await;
+            if all_ours.no.load(Ordering::Relaxed) {
+                any_response = true;
+                connect_failures_only = false;
+                continue;
+            }
             // Orders whose changeset failed on a missing line, to check (see `CheckRemovals`).
             let mut check_now: Vec<(usize, LastFailure)> = Vec::new();
-            match client.send(&req).await {
+            match sent {
                 Err(SendError::Auth(m)) => return Err(TargetError::Auth(m)),
                 Err(SendError::TokenUnavailable(m)) => return Err(TargetError::Unavailable(m)),
                 Err(SendError::Transport(t)) => {
@@ -290,6 +315,56 @@ pub async fn send_orders(
             }),
         })
         .collect())
+}
+
+/// Whether every order of a request is still ours (asked after a 429's pause).
+struct AllStillOurs<'a> {
+    claims: &'a dyn ClaimCheck,
+    ids: &'a [i64],
+    /// Set when some order was not.
+    no: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl BeforeResend for AllStillOurs<'_> {
+    async fn still_wanted(&self) -> bool {
+        let all = self.claims.still_ours(self.ids).await.len() == self.ids.len();
+        if !all {
+            self.no.store(true, Ordering::Relaxed);
+        }
+        all
+    }
+}
+
+/// The orders of `pending` still claimed by this sender; the others get `claim_withdrawn` and
+/// are not sent again (their claim went to new content or to another worker, which may have
+/// sent a newer version already: resending this one could overwrite it).
+async fn still_ours(
+    claims: &dyn ClaimCheck,
+    orders: &[OrderChangeset],
+    pending: Vec<usize>,
+    results: &mut [Option<OrderResult>],
+) -> Vec<usize> {
+    let ids: Vec<i64> = pending.iter().map(|&i| orders[i].order_id).collect();
+    let ours: std::collections::HashSet<i64> = claims.still_ours(&ids).await.into_iter().collect();
+    let (keep, withdrawn): (Vec<usize>, Vec<usize>) = pending
+        .into_iter()
+        .partition(|&i| ours.contains(&orders[i].order_id));
+    for &i in &withdrawn {
+        results[i] = Some(failed(
+            true,
+            None,
+            "claim_withdrawn",
+            "not sent again: its claim was withdrawn (new content was staged, or the claim expired and another worker took it)".into(),
+        ));
+    }
+    if !withdrawn.is_empty() {
+        tracing::warn!(
+            orders = withdrawn.len(),
+            "claims withdrawn while their batch was being retried; those orders are not sent again"
+        );
+    }
+    keep
 }
 
 /// A changeset answered 429: how long every worker should wait.

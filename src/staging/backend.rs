@@ -145,6 +145,18 @@ impl Staging for SqliteStaging {
     ) -> Result<(), StagingError> {
         self.unclaim(run_id, token, order_ids, reason).await
     }
+    async fn live_claims(&self, token: &str, order_ids: &[i64]) -> Result<Vec<i64>, StagingError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM staged_orders
+             WHERE id IN (SELECT value FROM json_each(?)) AND status = 'in_flight'
+               AND claim_token = ? AND claim_expires_at >= ?",
+        )
+        .bind(serde_json::to_string(order_ids).unwrap_or_default())
+        .bind(token)
+        .bind(super::now_utc())
+        .fetch_all(&self.pool)
+        .await?)
+    }
     async fn reconciliation(&self) -> Result<Reconciliation, StagingError> {
         self.reconcile().await
     }

@@ -288,6 +288,9 @@ pub trait Staging: Send + Sync {
         order_ids: &[i64],
         reason: &str,
     ) -> Result<(), StagingError>;
+    /// Of `order_ids`, those still claimed under `token` with the claim live: the orders whose
+    /// outcome `record_outcomes` would record. Asked before a batch is sent again.
+    async fn live_claims(&self, token: &str, order_ids: &[i64]) -> Result<Vec<i64>, StagingError>;
     async fn reconciliation(&self) -> Result<Reconciliation, StagingError>;
 
     // claims shared by several workers

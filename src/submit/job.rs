@@ -2,8 +2,8 @@
 
 use super::batching::{form_batches, BatchPlan};
 use super::target::{
-    OrderOutcome, OrderResult, OrderToSend, PlanError, PlannedOrder, Target, TargetError,
-    TargetStats,
+    ClaimCheck, OrderOutcome, OrderResult, OrderToSend, PlanError, PlannedOrder, Target,
+    TargetError, TargetStats,
 };
 use super::LeaseGuard;
 use crate::staging::{Reconciliation, Staging, StagingError};
@@ -317,6 +317,10 @@ async fn spawn_batch(
         order_ids.retain(live);
     }
     let target = target.clone();
+    let claims = StagingClaims {
+        staging: staging.clone(),
+        token: token.to_string(),
+    };
     let span = info_span!(
         "batch",
         batch_id,
@@ -328,7 +332,7 @@ async fn spawn_batch(
             let outcome = if orders.is_empty() {
                 Ok(Vec::new())
             } else {
-                target.submit_batch(&orders).await
+                target.submit_batch_checked(&orders, &claims).await
             };
             BatchResult {
                 order_ids,
@@ -339,6 +343,26 @@ async fn spawn_batch(
         .instrument(span),
     );
     Ok(())
+}
+
+/// The claims a batch's retries ask about: those this run holds in staging.
+struct StagingClaims {
+    staging: Arc<dyn Staging>,
+    token: String,
+}
+
+#[async_trait::async_trait]
+impl ClaimCheck for StagingClaims {
+    async fn still_ours(&self, order_ids: &[i64]) -> Vec<i64> {
+        match self.staging.live_claims(&self.token, order_ids).await {
+            Ok(live) => live,
+            // Not knowing, send as before: the outcome is recorded only if the claim is live.
+            Err(e) => {
+                warn!(error = %e, "could not check the batch's claims before sending it again");
+                order_ids.to_vec()
+            }
+        }
+    }
 }
 
 async fn drain(

@@ -112,6 +112,23 @@ pub struct TargetStats {
     pub token_refreshes: u64,
 }
 
+/// Which orders a sender still holds the claim of (see [`Target::submit_batch_checked`]).
+#[async_trait::async_trait]
+pub trait ClaimCheck: Send + Sync {
+    /// Of `order_ids`, those still claimed by this sender.
+    async fn still_ours(&self, order_ids: &[i64]) -> Vec<i64>;
+}
+
+/// Every order is still ours (no staging to ask: tests, dry runs).
+pub struct AllOurs;
+
+#[async_trait::async_trait]
+impl ClaimCheck for AllOurs {
+    async fn still_ours(&self, order_ids: &[i64]) -> Vec<i64> {
+        order_ids.to_vec()
+    }
+}
+
 #[async_trait::async_trait]
 pub trait Target: Send + Sync {
     /// Authenticate, check the connection and resolve reference data (price list, currency...).
@@ -128,6 +145,20 @@ pub trait Target: Send + Sync {
     /// up, then reported as `Failed { retryable: true }`.
     async fn submit_batch(&self, orders: &[PlannedOrder])
         -> Result<Vec<OrderOutcome>, TargetError>;
+
+    /// [`Target::submit_batch`], asking `claims` before an order is sent again (a retry) whether
+    /// it is still this sender's to send: one whose claim was withdrawn (new content was
+    /// staged, or the claim expired and another worker took it) is not sent again, so that a
+    /// late retry cannot overwrite what was sent after it. Its outcome is `claim_withdrawn`
+    /// (and is not recorded: the claim is gone).
+    async fn submit_batch_checked(
+        &self,
+        orders: &[PlannedOrder],
+        claims: &dyn ClaimCheck,
+    ) -> Result<Vec<OrderOutcome>, TargetError> {
+        let _ = claims;
+        self.submit_batch(orders).await
+    }
 
     /// How many batches may be in flight right now (adapts to throttling and `x-ms-dop-hint`).
     fn parallelism(&self) -> usize;

@@ -210,6 +210,17 @@ impl Staging for PgStaging {
     ) -> Result<(), StagingError> {
         self.unclaim(run_id, token, order_ids, reason).await
     }
+    async fn live_claims(&self, token: &str, order_ids: &[i64]) -> Result<Vec<i64>, StagingError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM staged_orders
+             WHERE id = ANY($1) AND status = 'in_flight' AND claim_token = $2
+               AND claim_expires_at > now()",
+        )
+        .bind(order_ids)
+        .bind(token)
+        .fetch_all(&self.pool)
+        .await?)
+    }
     async fn reconciliation(&self) -> Result<Reconciliation, StagingError> {
         self.reconcile().await
     }
