@@ -33,6 +33,19 @@ fn target(emu: &RunningEmulator, dir: &tempfile::TempDir, secret: &str) -> Targe
     t
 }
 
+/// A target on `emu` with the right secret, prepared (its temporary directory holds the
+/// secret file).
+async fn prepared(emu: &RunningEmulator) -> (tempfile::TempDir, DataverseTarget) {
+    let dir = tempfile::tempdir().unwrap();
+    let t = DataverseTarget::new(
+        &target(emu, &dir, &EmulatorConfig::default().client_secret),
+        &SubmitConfig::default(),
+    )
+    .unwrap();
+    t.prepare().await.expect("prepare");
+    (dir, t)
+}
+
 fn order(order_id: i64, external_id: &str, lines: u32) -> OrderToSend {
     OrderToSend {
         order_id,
@@ -77,13 +90,7 @@ fn order(order_id: i64, external_id: &str, lines: u32) -> OrderToSend {
 #[tokio::test]
 async fn prepare_then_a_clean_batch_lands_each_order_once() {
     let emu = emulator().await;
-    let dir = tempfile::tempdir().unwrap();
-    let t = DataverseTarget::new(
-        &target(&emu, &dir, &EmulatorConfig::default().client_secret),
-        &SubmitConfig::default(),
-    )
-    .unwrap();
-    t.prepare().await.expect("prepare");
+    let (_dir, t) = prepared(&emu).await;
     let orders = [
         order(1, "#1001", 2),
         order(2, "A/B+C?", 1),
@@ -116,13 +123,7 @@ async fn prepare_then_a_clean_batch_lands_each_order_once() {
 #[tokio::test]
 async fn a_permanent_error_fails_only_its_order() {
     let emu = emulator().await;
-    let dir = tempfile::tempdir().unwrap();
-    let t = DataverseTarget::new(
-        &target(&emu, &dir, &EmulatorConfig::default().client_secret),
-        &SubmitConfig::default(),
-    )
-    .unwrap();
-    t.prepare().await.unwrap();
+    let (_dir, t) = prepared(&emu).await;
     let good = t.plan_order(&order(1, "good-1", 1)).unwrap();
     let mut bad = t.plan_order(&order(2, "bad-1", 1)).unwrap();
     // Bypass the client's own length check so that the service refuses it.
@@ -236,13 +237,7 @@ async fn injected_5xx_and_dropped_connections_are_retried_without_duplicates() {
 #[tokio::test]
 async fn removals_of_lines_already_gone_are_dropped_without_a_retry() {
     let emu = emulator().await;
-    let dir = tempfile::tempdir().unwrap();
-    let t = DataverseTarget::new(
-        &target(&emu, &dir, &EmulatorConfig::default().client_secret),
-        &SubmitConfig::default(),
-    )
-    .unwrap();
-    t.prepare().await.unwrap();
+    let (_dir, t) = prepared(&emu).await;
     let corrected = |id: i64, external_id: &str| OrderToSend {
         earlier_lines: 4,
         ..order(id, external_id, 2)
@@ -297,13 +292,7 @@ async fn after_a_429_only_the_orders_still_claimed_are_sent_again() {
         }
     }
     let emu = emulator().await;
-    let dir = tempfile::tempdir().unwrap();
-    let t = DataverseTarget::new(
-        &target(&emu, &dir, &EmulatorConfig::default().client_secret),
-        &SubmitConfig::default(),
-    )
-    .unwrap();
-    t.prepare().await.unwrap();
+    let (_dir, t) = prepared(&emu).await;
     // prepare's reads fill a one-request, one-second window: the batch is throttled.
     let limits = reqwest::Client::new()
         .post(format!("{}/_emulator/limits", emu.base_url))
