@@ -451,6 +451,16 @@ async fn ingest_file(
         warn!("{msg}");
         totals.notes.push(msg);
     }
+    let settled = staging
+        .settle_requeued(file_id, run_id, &read.take_requeued_after_success())
+        .await?;
+    if settled > 0 {
+        let msg = format!(
+            "{settled} order(s) whose rows are far apart in the file were sent back to pending part by part and ended with the content Dynamics already has: back to succeeded, not sent again"
+        );
+        info!("{msg}");
+        totals.notes.push(msg);
+    }
     let mut error = None;
     if totals.rows != totals.rows_staged + totals.rejected {
         let msg = format!(

@@ -72,6 +72,7 @@ both!(
     a_database_upgraded_by_a_newer_orderload_is_refused_naming_the_migration,
     an_order_corrected_to_fewer_lines_keeps_only_its_new_lines_in_dynamics,
     no_order_of_a_file_still_being_read_is_sent_until_its_read_ends,
+    an_order_sent_whole_and_read_again_in_far_apart_parts_is_not_sent_again,
 );
 
 /// After a rollback of the binary, the database carries a migration this orderload does not
@@ -1816,6 +1817,80 @@ async fn a_retry_after_the_claim_was_withdrawn_does_not_send_the_old_version_aga
     assert_eq!(
         ws.query_strings("SELECT status || ' ' || line_count FROM staged_orders"),
         ["succeeded 2"]
+    );
+    emu.shutdown().await;
+}
+
+/// Yesterday's export staged and sent #P1000 whole (2 lines); today's has the same rows with
+/// the second far below (a CSV sorted by SKU). Its first part replaces the order and sends it
+/// back to pending, the later part completes it again: at the end of the file the order's
+/// content is what Dynamics has, so it goes back to `succeeded` and is not sent again. #P1001,
+/// really changed, is sent; #P1002 is unchanged throughout.
+async fn an_order_sent_whole_and_read_again_in_far_apart_parts_is_not_sent_again(backend: Backend) {
+    let Some(ws) = workspace(backend, "far_apart_settled") else {
+        return;
+    };
+    let emu = emulator(|_| {}).await;
+    ws.write_config(Some(&emu.base_url), SHOP);
+    ws.edit_config("settle_secs = 0\n", "settle_secs = 0\nchunk_orders = 2\n");
+    let yesterday = shopify_csv(3, 2, "P");
+    ingest(&ws, "yesterday.csv", &yesterday);
+    assert_code(&run_async(&ws, &["submit"]).await, 0);
+    let batches = emu.state().await["batches"].as_u64().unwrap();
+
+    // Chunks of 2 orders: #P1000 (its first line) #P1001 | #P1002 #P1000 (its second line,
+    // a whole first row as Shopify repeats it).
+    let rows: Vec<&str> = yesterday.lines().collect();
+    let second = rows[1]
+        .replace("Tee 0,", "Tee 1,")
+        .replace("SKU-0,", "SKU-1,");
+    let changed = rows[3].replace("Tee 0,", "Tee zero,");
+    assert_ne!(changed, rows[3]);
+    let today = [
+        rows[0], rows[1], &changed, rows[4], rows[5], rows[6], &second,
+    ]
+    .join("\n")
+        + "\n";
+    ingest(&ws, "today.csv", &today);
+    assert_eq!(
+        ws.query_strings(
+            "SELECT external_id || ' ' || status || ' ' || line_count FROM staged_orders ORDER BY id"
+        ),
+        ["#P1000 succeeded 2", "#P1001 pending 2", "#P1002 succeeded 2"]
+    );
+    assert_eq!(
+        ws.query_strings(
+            "SELECT COALESCE(l.from_status, '') || '>' || l.to_status FROM ledger l
+             JOIN staged_orders o ON o.id = l.order_id
+             WHERE o.external_id = '#P1000' ORDER BY l.id"
+        ),
+        [
+            ">pending",
+            "pending>in_flight",
+            "in_flight>succeeded",
+            "succeeded>pending",
+            "pending>succeeded"
+        ]
+    );
+    let report = report_json(&ws, &[]);
+    assert_eq!(report["reconciliation"]["balanced"], true, "{report}");
+    let notes = report["files"][0]["notes"].to_string();
+    assert!(
+        notes.contains("1 order(s) whose rows are far apart"),
+        "{notes}"
+    );
+
+    assert_code(&run_async(&ws, &["submit"]).await, 0);
+    let state = emu.state().await;
+    assert_eq!(state["batches"].as_u64().unwrap() - batches, 1, "{state}");
+    assert_eq!(
+        ws.query_i64("SELECT orders FROM batches ORDER BY id DESC LIMIT 1"),
+        1,
+        "#P1001 alone"
+    );
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE status = 'succeeded'"),
+        3
     );
     emu.shutdown().await;
 }

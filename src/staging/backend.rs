@@ -145,6 +145,47 @@ impl Staging for SqliteStaging {
     ) -> Result<(), StagingError> {
         self.unclaim(run_id, token, order_ids, reason).await
     }
+    async fn settle_requeued(
+        &self,
+        file_id: i64,
+        run_id: i64,
+        order_ids: &[i64],
+    ) -> Result<u64, StagingError> {
+        if order_ids.is_empty() {
+            return Ok(0);
+        }
+        const SETTLED: &str = "id IN (SELECT value FROM json_each(?1)) AND status = 'pending'
+             AND source_file_id = ?2 AND sent_hash = content_hash
+             AND EXISTS (SELECT 1 FROM source_files WHERE id = ?2 AND run_id = ?3 AND status = 'reading')";
+        let ids = serde_json::to_string(order_ids).unwrap_or_default();
+        let now = super::now_utc();
+        let mut writer = self.writer().await?;
+        let mut tx = sqlx::Connection::begin(&mut **writer).await?;
+        sqlx::query(&format!(
+            "INSERT INTO ledger (order_id, run_id, at, from_status, to_status, message)
+             SELECT id, ?3, ?4, 'pending', 'succeeded', ?5 FROM staged_orders WHERE {SETTLED} ORDER BY id"
+        ))
+        .bind(&ids)
+        .bind(file_id)
+        .bind(run_id)
+        .bind(&now)
+        .bind(super::parts::settled_message(file_id))
+        .execute(&mut *tx)
+        .await?;
+        let settled = sqlx::query(&format!(
+            "UPDATE staged_orders SET status = 'succeeded', earlier_lines = NULL, updated_at = ?4
+             WHERE {SETTLED}"
+        ))
+        .bind(&ids)
+        .bind(file_id)
+        .bind(run_id)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(settled)
+    }
     async fn live_claims(&self, token: &str, order_ids: &[i64]) -> Result<Vec<i64>, StagingError> {
         Ok(sqlx::query_scalar(
             "SELECT id FROM staged_orders

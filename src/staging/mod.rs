@@ -221,6 +221,18 @@ pub trait Staging: Send + Sync {
         rejected: Vec<RejectedRow>,
         read: &mut ReadMemory,
     ) -> Result<ChunkCounts, StagingError>;
+    /// At the end of a file's read: of `order_ids` (the orders the read sent back from
+    /// `succeeded` to `pending`), those it staged whose content is again the version Dynamics
+    /// stored (`sent_hash`) go back to `succeeded`, with a ledger event, instead of being sent
+    /// again. The read of an order whose rows are far apart replaces it part by part. Only
+    /// while `run_id` still reads the file (its orders cannot have been claimed meanwhile).
+    /// How many.
+    async fn settle_requeued(
+        &self,
+        file_id: i64,
+        run_id: i64,
+        order_ids: &[i64],
+    ) -> Result<u64, StagingError>;
     /// Record a file's end. Fails with [`StagingError::FileTakenOver`] unless `run_id` still
     /// reads it.
     async fn finish_file(

@@ -635,6 +635,9 @@ impl SqliteStaging {
                     counts.count_update(continued);
                     if requeue {
                         counts.requeued += 1;
+                        if status == "succeeded" {
+                            read.requeued_after_success(*id);
+                        }
                         sqlx::query(
                             "INSERT INTO ledger (order_id, run_id, at, from_status, to_status, message) VALUES (?, ?, ?, ?, 'pending', ?)",
                         )
@@ -885,6 +888,7 @@ impl SqliteStaging {
                     last_error_message = j.message, last_http_status = j.http,
                     dynamics_ref = COALESCE(j.ref, staged_orders.dynamics_ref),
                     earlier_lines = CASE WHEN j.status = 'succeeded' THEN NULL ELSE staged_orders.earlier_lines END,
+                    sent_hash = CASE WHEN j.status = 'succeeded' THEN staged_orders.content_hash ELSE staged_orders.sent_hash END,
                     batch_id = COALESCE(?, staged_orders.batch_id), claim_token = NULL, claim_expires_at = NULL,
                     updated_at = ?
              FROM j

@@ -22,6 +22,13 @@ pub(crate) const NOT_FROM_A_FILE_BEING_READ: &str =
        OR source_file_id IS NULL
        OR source_file_id NOT IN (SELECT id FROM source_files WHERE status = 'reading'))";
 
+/// The ledger message of an order [`crate::staging::Staging::settle_requeued`] settles.
+pub(crate) fn settled_message(file_id: i64) -> String {
+    format!(
+        "file {file_id}'s later rows completed it part by part, back to the content Dynamics has; not sent again"
+    )
+}
+
 /// What one read of a file remembers from chunk to chunk: the orders whose part in this file
 /// was found unchanged from the copy *another* file staged (the stored row keeps that file as
 /// its source, so a later part could not otherwise tell that an earlier one came before it),
@@ -37,6 +44,10 @@ pub struct ReadMemory {
     /// staged order id → (offset, len) in `rows`
     unchanged: HashMap<i64, (u32, u32)>,
     rows: Vec<u64>,
+    /// Orders this read sent back from `succeeded` to `pending` with new content (8 bytes
+    /// each): a part of an order whose rows are far apart replaces the stored order before
+    /// the later parts complete it, often to the very content Dynamics has.
+    requeued_after_success: Vec<i64>,
 }
 
 impl ReadMemory {
@@ -57,6 +68,17 @@ impl ReadMemory {
         let (offset, len) = self.unchanged.remove(&id)?;
         let range = offset as usize..(offset + len) as usize;
         self.rows.get(range).map(<[u64]>::to_vec)
+    }
+
+    /// This read sent order `id`, which had succeeded, back to pending.
+    pub(super) fn requeued_after_success(&mut self, id: i64) {
+        self.requeued_after_success.push(id);
+    }
+
+    /// The orders this read sent back from `succeeded` to `pending`, for
+    /// [`crate::staging::Staging::settle_requeued`] at the end of the file.
+    pub fn take_requeued_after_success(&mut self) -> Vec<i64> {
+        std::mem::take(&mut self.requeued_after_success)
     }
 
     /// How many orders it remembers.

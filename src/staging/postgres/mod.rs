@@ -210,6 +210,36 @@ impl Staging for PgStaging {
     ) -> Result<(), StagingError> {
         self.unclaim(run_id, token, order_ids, reason).await
     }
+    async fn settle_requeued(
+        &self,
+        file_id: i64,
+        run_id: i64,
+        order_ids: &[i64],
+    ) -> Result<u64, StagingError> {
+        if order_ids.is_empty() {
+            return Ok(0);
+        }
+        let settled = sqlx::query(
+            "WITH upd AS (
+                UPDATE staged_orders o SET status = 'succeeded', earlier_lines = NULL, updated_at = now()
+                WHERE o.id = ANY($1) AND o.status = 'pending' AND o.source_file_id = $2
+                  AND o.sent_hash = o.content_hash
+                  AND EXISTS (SELECT 1 FROM source_files f
+                              WHERE f.id = $2 AND f.run_id = $3 AND f.status = 'reading')
+                RETURNING o.id
+             )
+             INSERT INTO ledger (order_id, run_id, at, from_status, to_status, message)
+             SELECT id, $3, now(), 'pending', 'succeeded', $4 FROM upd ORDER BY id",
+        )
+        .bind(order_ids)
+        .bind(file_id)
+        .bind(run_id)
+        .bind(crate::staging::parts::settled_message(file_id))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(settled)
+    }
     async fn live_claims(&self, token: &str, order_ids: &[i64]) -> Result<Vec<i64>, StagingError> {
         Ok(sqlx::query_scalar(
             "SELECT id FROM staged_orders

@@ -251,6 +251,9 @@ impl PgStaging {
             counts.count_update(continued);
             if requeue {
                 counts.requeued += 1;
+                if status == "succeeded" {
+                    read.requeued_after_success(*id);
+                }
                 sqlx::query(
                     "INSERT INTO ledger (order_id, run_id, at, from_status, to_status, message)
                      VALUES ($1, $2, now(), $3, 'pending', $4)",
@@ -607,6 +610,7 @@ impl PgStaging {
                        last_error_message = j.message, last_http_status = j.http,
                        dynamics_ref = COALESCE(j.ref, o.dynamics_ref), batch_id = COALESCE($8, o.batch_id),
                        earlier_lines = CASE WHEN j.status = 'succeeded' THEN NULL ELSE o.earlier_lines END,
+                       sent_hash = CASE WHEN j.status = 'succeeded' THEN o.content_hash ELSE o.sent_hash END,
                        claim_token = NULL, claim_expires_at = NULL, updated_at = now()
                 FROM j
                 WHERE o.id = j.id AND o.status = 'in_flight' AND o.claim_token = $9 AND o.claim_expires_at > now()
