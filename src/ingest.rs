@@ -399,6 +399,7 @@ async fn ingest_file(
 
     let mut read = ReadMemory::default();
     let mut held_back = 0u64;
+    let mut adopted = 0u64;
     while let Some(PreparedChunkOf {
         chunk,
         orders_read,
@@ -440,6 +441,7 @@ async fn ingest_file(
         totals.orders_unchanged =
             (totals.orders_unchanged + counts.unchanged).saturating_sub(counts.restated);
         held_back += counts.held_back;
+        adopted += counts.adopted;
     }
     let _ = parser.join();
     let _ = preparer.join();
@@ -449,6 +451,13 @@ async fn ingest_file(
             "{held_back} order(s) held back (failed, order_incomplete): staged from some of their rows while other rows of each, further down the file, were rejected; `orderload report --failed` lists them with the rows to fix"
         );
         warn!("{msg}");
+        totals.notes.push(msg);
+    }
+    if adopted > 0 {
+        let msg = format!(
+            "{adopted} order(s) staged by an interrupted read of another file, found here unchanged, now count as this file's: they are sent after this file, not held until that one is read again"
+        );
+        info!("{msg}");
         totals.notes.push(msg);
     }
     let settled = staging

@@ -73,6 +73,7 @@ both!(
     an_order_corrected_to_fewer_lines_keeps_only_its_new_lines_in_dynamics,
     no_order_of_a_file_still_being_read_is_sent_until_its_read_ends,
     an_order_sent_whole_and_read_again_in_far_apart_parts_is_not_sent_again,
+    orders_of_an_interrupted_file_found_unchanged_in_a_later_file_are_sent_after_it,
 );
 
 /// After a rollback of the binary, the database carries a migration this orderload does not
@@ -1484,6 +1485,12 @@ async fn new_content_for_an_order_in_flight_withdraws_the_claim(backend: Backend
         .await
         .unwrap();
     assert_eq!(claimed.len(), 3);
+    let ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
+    let first = st
+        .start_batch(run, "token-a", &ids, 3, None, 60)
+        .await
+        .unwrap();
+    assert_eq!(first.live, ids);
     ingest(
         &ws,
         "b.csv",
@@ -1499,27 +1506,65 @@ async fn new_content_for_an_order_in_flight_withdraws_the_claim(backend: Backend
         ws.query_i64("SELECT COUNT(*) FROM ledger WHERE message LIKE '%while in flight%'"),
         1
     );
-    let ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
-    let mut live = st.live_claims("token-a", &ids).await.unwrap();
-    live.sort_unstable();
-    assert_eq!(live, ids[1..], "the changed order's claim is withdrawn");
-    assert!(st.live_claims("token-b", &ids).await.unwrap().is_empty());
-    let outcomes: Vec<OrderOutcome> = claimed
-        .iter()
-        .map(|c| OrderOutcome {
-            order_id: c.id,
-            result: OrderResult::Succeeded {
-                dynamics_ref: "r".into(),
-            },
-        })
-        .collect();
+    let live = |token: &'static str, batch: i64| {
+        let st = &st;
+        let ids = ids.clone();
+        async move {
+            let mut l = st.live_claims(token, batch, &ids).await.unwrap();
+            l.sort_unstable();
+            l
+        }
+    };
+    assert_eq!(
+        live("token-a", first.id).await,
+        ids[1..],
+        "the changed order's claim is withdrawn"
+    );
+    assert!(live("token-b", first.id).await.is_empty());
+
+    // The same run claims the changed order again, for a second batch: the first batch's
+    // claim on it stays withdrawn, and its outcome for it is not recorded.
+    let again = st
+        .claim_orders(run, "token-a", 3, 5, 60, None)
+        .await
+        .unwrap();
+    assert_eq!(again.iter().map(|c| c.id).collect::<Vec<_>>(), [ids[0]]);
+    let second = st
+        .start_batch(run, "token-a", &[ids[0]], 1, None, 60)
+        .await
+        .unwrap();
+    assert_eq!(live("token-a", first.id).await, ids[1..]);
+    assert_eq!(live("token-a", second.id).await, [ids[0]]);
+    let succeeded = |ids: &[i64]| -> Vec<OrderOutcome> {
+        ids.iter()
+            .map(|&order_id| OrderOutcome {
+                order_id,
+                result: OrderResult::Succeeded {
+                    dynamics_ref: "r".into(),
+                },
+            })
+            .collect()
+    };
     let rec = st
-        .record_outcomes(run, None, "token-a", &outcomes)
+        .record_outcomes(run, Some(first.id), "token-a", &succeeded(&ids))
         .await
         .unwrap();
     assert_eq!((rec.succeeded, rec.stale), (2, 1));
     assert_eq!(
-        st.start_batch(run, "token-a", &[claimed[0].id], 1, None, 60)
+        ws.query_strings(&format!(
+            "SELECT status FROM staged_orders WHERE id = {}",
+            ids[0]
+        )),
+        ["in_flight"],
+        "the first batch's outcome is not the second batch's"
+    );
+    let rec = st
+        .record_outcomes(run, Some(second.id), "token-a", &succeeded(&[ids[0]]))
+        .await
+        .unwrap();
+    assert_eq!((rec.succeeded, rec.stale), (1, 0));
+    assert_eq!(
+        st.start_batch(run, "token-a", &[ids[0]], 1, None, 60)
             .await
             .unwrap()
             .live
@@ -1713,7 +1758,13 @@ async fn no_order_of_a_file_still_being_read_is_sent_until_its_read_ends(backend
         ),
         8
     );
-    assert_code(&run_async(&ws, &["submit"]).await, 0);
+    let out = run_async(&ws, &["submit"]).await;
+    assert_code(&out, 0);
+    assert!(
+        stdout(&out).contains("not sent: 8 pending orders whose file is still being read"),
+        "{}",
+        stdout(&out)
+    );
     let sent = lines_in_dynamics(&emu.base_url).await;
     assert_eq!(
         sent.keys().map(String::as_str).collect::<Vec<_>>(),
@@ -1891,6 +1942,60 @@ async fn an_order_sent_whole_and_read_again_in_far_apart_parts_is_not_sent_again
     assert_eq!(
         ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE status = 'succeeded'"),
         3
+    );
+    emu.shutdown().await;
+}
+
+/// A file whose read was interrupted and that is never read again (the exporter's next file
+/// replaces it): the orders it staged that the next file repeats unchanged are that file's
+/// now, and go with it, instead of waiting for a read of the first file that never comes.
+async fn orders_of_an_interrupted_file_found_unchanged_in_a_later_file_are_sent_after_it(
+    backend: Backend,
+) {
+    let Some(ws) = workspace(backend, "adopted") else {
+        return;
+    };
+    let emu = emulator(|_| {}).await;
+    ws.write_config(Some(&emu.base_url), SHOP);
+    ws.edit_config("settle_secs = 0\n", "settle_secs = 0\nchunk_orders = 4\n");
+    orderload::staging::open(&ws.db_url())
+        .await
+        .unwrap()
+        .close()
+        .await;
+    // The first export stops at #V1004: #V1000-#V1003 are staged, the file stays `reading`.
+    let allow = stop_inserting(&ws, backend, "#V1004");
+    ingest_expecting(&ws, "first.csv", &shopify_csv(8, 1, "V"), 1);
+    ws.execute(allow);
+    let out = run_async(&ws, &["submit"]).await;
+    assert_code(&out, 0);
+    assert!(
+        stdout(&out).contains("not sent: 4 pending orders"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(assert_stored_once(&emu.base_url).await, 0);
+    // The next export has them again, unchanged, and six more.
+    ingest(&ws, "second.csv", &shopify_csv(10, 1, "V"));
+    let report = report_json(&ws, &[]);
+    let files = report["files"].as_array().unwrap();
+    let first = files
+        .iter()
+        .find(|f| f["path"].as_str().unwrap().ends_with("first.csv"));
+    assert_eq!(first.unwrap()["status"], "reading", "{files:?}");
+    let second = files
+        .iter()
+        .find(|f| f["path"].as_str().unwrap().ends_with("second.csv"));
+    let notes = second.unwrap()["notes"].to_string();
+    assert!(
+        notes.contains("4 order(s) staged by an interrupted read"),
+        "{notes}"
+    );
+    assert_code(&run_async(&ws, &["submit"]).await, 0);
+    assert_eq!(assert_stored_once(&emu.base_url).await, 10);
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE status = 'succeeded'"),
+        10
     );
     emu.shutdown().await;
 }

@@ -114,6 +114,12 @@ pub fn render_summary(s: &SubmitSummary) -> String {
     if let Some(reason) = &s.stopped {
         out.push_str(&format!("stopped: {reason}\n"));
     }
+    if s.waiting_for_reads > 0 {
+        out.push_str(&format!(
+            "not sent: {} pending orders whose file is still being read, or whose read was interrupted (`orderload report` names the file; ingest it again); they go after its read ends\n",
+            s.waiting_for_reads
+        ));
+    }
     let r = &s.reconciliation;
     out.push_str(&format!(
         "staging: {} orders: {} pending, {} in flight, {} succeeded, {} failed; reconciliation {}\n",

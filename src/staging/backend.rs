@@ -186,14 +186,31 @@ impl Staging for SqliteStaging {
         tx.commit().await?;
         Ok(settled)
     }
-    async fn live_claims(&self, token: &str, order_ids: &[i64]) -> Result<Vec<i64>, StagingError> {
+    async fn waiting_for_reads(&self) -> Result<u64, StagingError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM source_files WHERE status = 'reading') THEN 0
+                    ELSE (SELECT COUNT(*) FROM staged_orders WHERE status = 'pending'
+                            AND source_file_id IN (SELECT id FROM source_files WHERE status = 'reading'))
+                    END",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n as u64)
+    }
+    async fn live_claims(
+        &self,
+        token: &str,
+        batch_id: i64,
+        order_ids: &[i64],
+    ) -> Result<Vec<i64>, StagingError> {
         Ok(sqlx::query_scalar(
             "SELECT id FROM staged_orders
              WHERE id IN (SELECT value FROM json_each(?)) AND status = 'in_flight'
-               AND claim_token = ? AND claim_expires_at >= ?",
+               AND claim_token = ? AND batch_id = ? AND claim_expires_at >= ?",
         )
         .bind(serde_json::to_string(order_ids).unwrap_or_default())
         .bind(token)
+        .bind(batch_id)
         .bind(super::now_utc())
         .fetch_all(&self.pool)
         .await?)

@@ -300,9 +300,19 @@ pub trait Staging: Send + Sync {
         order_ids: &[i64],
         reason: &str,
     ) -> Result<(), StagingError>;
-    /// Of `order_ids`, those still claimed under `token` with the claim live: the orders whose
-    /// outcome `record_outcomes` would record. Asked before a batch is sent again.
-    async fn live_claims(&self, token: &str, order_ids: &[i64]) -> Result<Vec<i64>, StagingError>;
+    /// Pending orders no claim takes because the file their content came from is still
+    /// `reading` (see `parts::NOT_FROM_A_FILE_BEING_READ`).
+    async fn waiting_for_reads(&self) -> Result<u64, StagingError>;
+    /// Of `order_ids`, those still claimed under `token` for batch `batch_id`, with the claim
+    /// live: the orders whose outcome `record_outcomes` would record for that batch. Asked
+    /// before a batch is sent again. (An order withdrawn and claimed again by the same run is
+    /// in another batch now.)
+    async fn live_claims(
+        &self,
+        token: &str,
+        batch_id: i64,
+        order_ids: &[i64],
+    ) -> Result<Vec<i64>, StagingError>;
     async fn reconciliation(&self) -> Result<Reconciliation, StagingError>;
 
     // claims shared by several workers

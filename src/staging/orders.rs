@@ -65,6 +65,10 @@ pub struct ChunkCounts {
     /// Orders this file staged from some rows and whose other rows it rejected: marked
     /// `failed` (`order_incomplete`) rather than sent without lines.
     pub held_back: u64,
+    /// Orders found unchanged whose stored copy came from another file still `reading` (an
+    /// interrupted read): they now count as this file's (see [`parts::NOT_FROM_A_FILE_BEING_READ`]),
+    /// so they are sent once this file's read ends, not held until that file is read again.
+    pub adopted: u64,
     pub rows_staged: u64,
     pub rejected: u64,
 }
@@ -94,6 +98,7 @@ impl std::ops::AddAssign for ChunkCounts {
         self.restated += o.restated;
         self.requeued += o.requeued;
         self.held_back += o.held_back;
+        self.adopted += o.adopted;
         self.rows_staged += o.rows_staged;
         self.rejected += o.rejected;
     }
@@ -522,7 +527,8 @@ impl SqliteStaging {
         // Which of these orders were staged before this chunk?
         // (channel, external_id) → (id, content hash, status, its records when this file
         // staged it)
-        type Existing = (i64, String, String, Option<String>);
+        // (…, whether its copy came from another file still being read)
+        type Existing = (i64, String, String, Option<String>, bool);
         let mut existing: HashMap<(String, String), Existing> = HashMap::new();
         let mut by_channel: HashMap<&str, Vec<&str>> = HashMap::new();
         for p in &merged {
@@ -535,9 +541,11 @@ impl SqliteStaging {
             for part in ids.chunks(CHUNK_IN) {
                 let rows = sqlx::query(
                     "SELECT id, external_id, content_hash, status,
-                            CASE WHEN source_file_id = ? THEN source_rows END AS same_file_rows
+                            CASE WHEN source_file_id = ?1 THEN source_rows END AS same_file_rows,
+                            COALESCE(source_file_id != ?1 AND source_file_id IN
+                                     (SELECT id FROM source_files WHERE status = 'reading'), 0) AS adopt
                      FROM staged_orders
-                     WHERE channel = ? AND external_id IN (SELECT value FROM json_each(?)) AND id <= ?",
+                     WHERE channel = ?2 AND external_id IN (SELECT value FROM json_each(?3)) AND id <= ?4",
                 )
                 .bind(file_id)
                 .bind(channel)
@@ -553,6 +561,7 @@ impl SqliteStaging {
                             r.get("content_hash"),
                             r.get("status"),
                             r.get("same_file_rows"),
+                            r.get("adopt"),
                         ),
                     );
                 }
@@ -566,7 +575,7 @@ impl SqliteStaging {
             match existing.get(&key) {
                 // Inserted by the caller.
                 None => not_staged_before += 1,
-                Some((id, old_hash, status, same_file_rows)) => {
+                Some((id, old_hash, status, same_file_rows, adopt)) => {
                     let continued =
                         match parts::relate(&prepared, *id, same_file_rows.as_deref(), read) {
                             Relation::AlreadyStored { first } => {
@@ -594,7 +603,22 @@ impl SqliteStaging {
                             Relation::Compare => None,
                         };
                     if prepared.has_hash(old_hash) {
-                        if same_file_rows.is_none() {
+                        if *adopt {
+                            // The same content, from a file that is read to its end.
+                            sqlx::query(
+                                "UPDATE staged_orders SET payload = ?, source_file_id = ?, source_rows = ?,
+                                   row_count = ?, updated_at = ? WHERE id = ?",
+                            )
+                            .bind(&prepared.payload)
+                            .bind(file_id)
+                            .bind(&prepared.source_rows)
+                            .bind(prepared.row_count)
+                            .bind(now)
+                            .bind(id)
+                            .execute(&mut **tx)
+                            .await?;
+                            counts.adopted += 1;
+                        } else if same_file_rows.is_none() {
                             read.remember_unchanged(*id, &prepared);
                         }
                         counts.unchanged += 1;
@@ -894,6 +918,7 @@ impl SqliteStaging {
              FROM j
              WHERE staged_orders.id = j.id AND staged_orders.status = 'in_flight'
                AND staged_orders.claim_token = ? AND staged_orders.claim_expires_at >= ?
+               AND (? IS NULL OR staged_orders.batch_id = ?)
              RETURNING staged_orders.id",
         );
         let mut update = sqlx::query_scalar::<_, i64>(&sql);
@@ -922,7 +947,13 @@ impl SqliteStaging {
                     .bind(None::<&str>),
             };
         }
-        let update = update.bind(batch_id).bind(&now).bind(token).bind(&now);
+        let update = update
+            .bind(batch_id)
+            .bind(&now)
+            .bind(token)
+            .bind(&now)
+            .bind(batch_id)
+            .bind(batch_id);
         let mut writer = self.writer().await?;
         let mut tx = sqlx::Connection::begin(&mut **writer).await?;
         let updated: std::collections::HashSet<i64> =

@@ -13,7 +13,8 @@ use std::collections::HashMap;
 /// content came from a file still being read from being sent: a later part of it may still
 /// come (or be rejected and hold it back), so until the file's read ends the order may lack
 /// lines. That covers a submit or a worker running while a file is read, and the time between
-/// an interrupted read and the next read of the same file; the orders go once it ends.
+/// an interrupted read and the next read of the same file; the orders go at the first claim
+/// after it ends, or after a later file repeats them unchanged (`ChunkCounts::adopted`).
 ///
 /// The `NOT EXISTS` comes first so that, with no file being read (the usual case), the claim
 /// does not read each candidate's row for its file: SQLite computes it once and stops there.

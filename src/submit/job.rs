@@ -39,6 +39,9 @@ pub struct SubmitSummary {
     pub throttled: u64,
     pub retries: u64,
     pub token_refreshes: u64,
+    /// Pending orders left unsent because the file their content came from is still being
+    /// read (see `Staging::waiting_for_reads`).
+    pub waiting_for_reads: u64,
     /// Why the run stopped early: the target was unavailable or refused authentication.
     pub stopped: Option<String>,
     pub stop_kind: Option<String>,
@@ -211,6 +214,13 @@ pub async fn submit(
     summary.throttled = stats.throttled;
     summary.retries = stats.retries;
     summary.token_refreshes = stats.token_refreshes;
+    summary.waiting_for_reads = staging.waiting_for_reads().await?;
+    if summary.waiting_for_reads > 0 {
+        warn!(
+            orders = summary.waiting_for_reads,
+            "pending orders not sent: the file their content came from is still being read, or its read was interrupted (ingest it again)"
+        );
+    }
     summary.reconciliation = staging.reconciliation().await?;
     Ok(summary)
 }
@@ -320,6 +330,7 @@ async fn spawn_batch(
     let claims = StagingClaims {
         staging: staging.clone(),
         token: token.to_string(),
+        batch_id,
     };
     let span = info_span!(
         "batch",
@@ -349,12 +360,17 @@ async fn spawn_batch(
 struct StagingClaims {
     staging: Arc<dyn Staging>,
     token: String,
+    batch_id: i64,
 }
 
 #[async_trait::async_trait]
 impl ClaimCheck for StagingClaims {
     async fn still_ours(&self, order_ids: &[i64]) -> Vec<i64> {
-        match self.staging.live_claims(&self.token, order_ids).await {
+        match self
+            .staging
+            .live_claims(&self.token, self.batch_id, order_ids)
+            .await
+        {
             Ok(live) => live,
             // Not knowing, send as before: the outcome is recorded only if the claim is live.
             Err(e) => {
@@ -415,6 +431,11 @@ async fn record(
                     ..
                 } = &o.result
                 {
+                    // Not this sender's any more: nothing is recorded, nothing failed.
+                    if code == "claim_withdrawn" {
+                        info!(batch_id = r.batch_id, order_id = o.order_id, "{message}");
+                        continue;
+                    }
                     warn!(batch_id = r.batch_id, order_id = o.order_id, %code, retryable, "order failed: {message}");
                     if *retryable {
                         summary.failed_retryable += 1;

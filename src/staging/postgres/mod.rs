@@ -240,14 +240,31 @@ impl Staging for PgStaging {
         .rows_affected();
         Ok(settled)
     }
-    async fn live_claims(&self, token: &str, order_ids: &[i64]) -> Result<Vec<i64>, StagingError> {
+    async fn waiting_for_reads(&self) -> Result<u64, StagingError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM source_files WHERE status = 'reading') THEN 0
+                    ELSE (SELECT COUNT(*) FROM staged_orders WHERE status = 'pending'
+                            AND source_file_id IN (SELECT id FROM source_files WHERE status = 'reading'))
+                    END",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n as u64)
+    }
+    async fn live_claims(
+        &self,
+        token: &str,
+        batch_id: i64,
+        order_ids: &[i64],
+    ) -> Result<Vec<i64>, StagingError> {
         Ok(sqlx::query_scalar(
             "SELECT id FROM staged_orders
-             WHERE id = ANY($1) AND status = 'in_flight' AND claim_token = $2
+             WHERE id = ANY($1) AND status = 'in_flight' AND claim_token = $2 AND batch_id = $3
                AND claim_expires_at > now()",
         )
         .bind(order_ids)
         .bind(token)
+        .bind(batch_id)
         .fetch_all(&self.pool)
         .await?)
     }

@@ -155,14 +155,17 @@ impl PgStaging {
         // Which of these orders exist already? Locked, so a concurrent writer waits.
         // (channel, external_id) → (id, content hash, status, its records when this file
         // staged it)
-        type Existing = (i64, String, String, Option<String>);
+        // (…, whether its copy came from another file still being read)
+        type Existing = (i64, String, String, Option<String>, bool);
         let mut existing: HashMap<(String, String), Existing> = HashMap::new();
         if !merged.is_empty() {
             let channels: Vec<&str> = merged.iter().map(|p| p.channel.as_str()).collect();
             let ids: Vec<&str> = merged.iter().map(|p| p.external_id.as_str()).collect();
             for r in sqlx::query(
                 "SELECT o.id, o.channel, o.external_id, o.content_hash, o.status,
-                        CASE WHEN o.source_file_id = $3 THEN o.source_rows END AS same_file_rows
+                        CASE WHEN o.source_file_id = $3 THEN o.source_rows END AS same_file_rows,
+                        COALESCE(o.source_file_id != $3 AND o.source_file_id IN
+                                 (SELECT id FROM source_files WHERE status = 'reading'), false) AS adopt
                  FROM staged_orders o JOIN unnest($1::TEXT[], $2::TEXT[]) AS k(channel, external_id)
                    ON o.channel = k.channel AND o.external_id = k.external_id
                  ORDER BY o.id FOR UPDATE OF o",
@@ -180,6 +183,7 @@ impl PgStaging {
                         r.get("content_hash"),
                         r.get("status"),
                         r.get("same_file_rows"),
+                        r.get("adopt"),
                     ),
                 );
             }
@@ -189,7 +193,7 @@ impl PgStaging {
         let mut buf = Vec::with_capacity(4096);
         for mut prepared in merged {
             let key = (prepared.channel.clone(), prepared.external_id.clone());
-            let Some((id, old_hash, status, same_file_rows)) = existing.get(&key) else {
+            let Some((id, old_hash, status, same_file_rows, adopt)) = existing.get(&key) else {
                 new_orders.push(prepared);
                 counts.new += 1;
                 continue;
@@ -214,7 +218,21 @@ impl PgStaging {
                 Relation::Compare => None,
             };
             if prepared.has_hash(old_hash) {
-                if same_file_rows.is_none() {
+                if *adopt {
+                    // The same content, from a file that is read to its end.
+                    sqlx::query(
+                        "UPDATE staged_orders SET payload = $1, source_file_id = $2, source_rows = $3,
+                           row_count = $4, updated_at = now() WHERE id = $5",
+                    )
+                    .bind(&prepared.payload)
+                    .bind(file_id)
+                    .bind(&prepared.source_rows)
+                    .bind(prepared.row_count)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                    counts.adopted += 1;
+                } else if same_file_rows.is_none() {
                     read.remember_unchanged(*id, &prepared);
                 }
                 counts.unchanged += 1;
@@ -614,6 +632,7 @@ impl PgStaging {
                        claim_token = NULL, claim_expires_at = NULL, updated_at = now()
                 FROM j
                 WHERE o.id = j.id AND o.status = 'in_flight' AND o.claim_token = $9 AND o.claim_expires_at > now()
+                  AND ($8::BIGINT IS NULL OR o.batch_id = $8)
                 RETURNING o.id, j.status, j.http, j.code, j.message, j.ref
              ), led AS (
                 INSERT INTO ledger (order_id, batch_id, run_id, at, from_status, to_status, http_status, error_code, message)

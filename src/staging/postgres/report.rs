@@ -96,7 +96,13 @@ fn orders_clause(scope: &Scope) -> Clause {
     Clause::new(scope, Some(ORDER_SINCE), Some(ORDER_RUN))
 }
 
-use crate::report::queries::FILE_RUN;
+/// As `report::queries::FILE_RUN`, but a run counts as open only while it holds the lease:
+/// ingest heartbeats it, so a killed ingest's run stops counting once its lease expires or is
+/// taken over (a host name and a pid do not identify a process across hosts here).
+const FILE_RUN: &str = "run_id, NULL::TEXT AS run_host, NULL::BIGINT AS run_pid, \
+     (SELECT COUNT(*) FROM runs WHERE runs.id = source_files.run_id AND runs.finished_at IS NULL \
+        AND EXISTS (SELECT 1 FROM lease WHERE lease.run_id = source_files.run_id \
+                    AND lease.expires_at > now())) AS run_open";
 
 const FILE_COLUMNS: &str =
     "id, path, channel, sha256, status, rows, rows_staged, rejected, orders, \
@@ -602,8 +608,8 @@ fn file_row(r: &PgRow) -> FileRow {
             .unwrap_or_default(),
         error: r.get("error"),
         ingested_at: r.get("ingested_at"),
-        // Only once its run recorded its end: whether a run's process is gone is not known
-        // across hosts (see `Summary::lease_holder_gone`).
+        // Once its run recorded its end, or no longer holds the lease (see `FILE_RUN`): whether
+        // a run's process is gone is not known across hosts (`Summary::lease_holder_gone`).
         interrupted: crate::report::file_interrupted(
             &r.get::<String, _>("status"),
             r.get::<i64, _>("run_open") > 0,
