@@ -23,6 +23,14 @@ pub(crate) const NOT_FROM_A_FILE_BEING_READ: &str =
        OR source_file_id IS NULL
        OR source_file_id NOT IN (SELECT id FROM source_files WHERE status = 'reading'))";
 
+/// How many pending orders [`NOT_FROM_A_FILE_BEING_READ`] keeps from being claimed (both
+/// backends; the count only when some file is being read).
+pub(crate) const WAITING_FOR_READS: &str =
+    "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM source_files WHERE status = 'reading') THEN 0
+            ELSE (SELECT COUNT(*) FROM staged_orders WHERE status = 'pending'
+                    AND source_file_id IN (SELECT id FROM source_files WHERE status = 'reading'))
+            END";
+
 /// The ledger message of an order [`crate::staging::Staging::settle_requeued`] settles.
 pub(crate) fn settled_message(file_id: i64) -> String {
     format!(

@@ -241,14 +241,9 @@ impl Staging for PgStaging {
         Ok(settled)
     }
     async fn waiting_for_reads(&self) -> Result<u64, StagingError> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM source_files WHERE status = 'reading') THEN 0
-                    ELSE (SELECT COUNT(*) FROM staged_orders WHERE status = 'pending'
-                            AND source_file_id IN (SELECT id FROM source_files WHERE status = 'reading'))
-                    END",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let n: i64 = sqlx::query_scalar(crate::staging::parts::WAITING_FOR_READS)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(n as u64)
     }
     async fn live_claims(
