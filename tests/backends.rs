@@ -1523,18 +1523,14 @@ async fn new_content_for_an_order_in_flight_withdraws_the_claim(backend: Backend
     assert!(live("token-b", first.id).await.is_empty());
 
     // The same run claims the changed order again, for a second batch: the first batch's
-    // claim on it stays withdrawn, and its outcome for it is not recorded.
+    // claim on it stays withdrawn — also before the second batch starts — and its outcome
+    // for it is not recorded.
     let again = st
         .claim_orders(run, "token-a", 3, 5, 60, None)
         .await
         .unwrap();
     assert_eq!(again.iter().map(|c| c.id).collect::<Vec<_>>(), [ids[0]]);
-    let second = st
-        .start_batch(run, "token-a", &[ids[0]], 1, None, 60)
-        .await
-        .unwrap();
     assert_eq!(live("token-a", first.id).await, ids[1..]);
-    assert_eq!(live("token-a", second.id).await, [ids[0]]);
     let succeeded = |ids: &[i64]| -> Vec<OrderOutcome> {
         ids.iter()
             .map(|&order_id| OrderOutcome {
@@ -1558,6 +1554,13 @@ async fn new_content_for_an_order_in_flight_withdraws_the_claim(backend: Backend
         ["in_flight"],
         "the first batch's outcome is not the second batch's"
     );
+    let second = st
+        .start_batch(run, "token-a", &[ids[0]], 1, None, 60)
+        .await
+        .unwrap();
+    assert_eq!(second.live, [ids[0]]);
+    assert!(live("token-a", first.id).await.is_empty());
+    assert_eq!(live("token-a", second.id).await, [ids[0]]);
     let rec = st
         .record_outcomes(run, Some(second.id), "token-a", &succeeded(&[ids[0]]))
         .await
@@ -1923,6 +1926,14 @@ async fn an_order_sent_whole_and_read_again_in_far_apart_parts_is_not_sent_again
             "pending>succeeded"
         ]
     );
+    assert_eq!(
+        ws.query_i64(
+            "SELECT COUNT(*) FROM staged_orders WHERE external_id = '#P1000'
+               AND earlier_lines IS NULL AND sent_hash = content_hash"
+        ),
+        1,
+        "settled as it was after its success"
+    );
     let report = report_json(&ws, &[]);
     assert_eq!(report["reconciliation"]["balanced"], true, "{report}");
     let notes = report["files"][0]["notes"].to_string();
@@ -1939,6 +1950,10 @@ async fn an_order_sent_whole_and_read_again_in_far_apart_parts_is_not_sent_again
         1,
         "#P1001 alone"
     );
+    let lines = lines_in_dynamics(&emu.base_url).await;
+    for id in ["#P1000", "#P1001", "#P1002"] {
+        assert_eq!(lines[&format!("shop {id}")], line_keys(id, 2), "{lines:?}");
+    }
     assert_eq!(
         ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE status = 'succeeded'"),
         3

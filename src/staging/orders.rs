@@ -752,7 +752,8 @@ impl SqliteStaging {
         };
         let rows = sqlx::query(&format!(
             "UPDATE staged_orders SET status = 'in_flight', claim_token = ?1, claim_expires_at = ?2, last_run_id = ?3,
-                    attempts = attempts + 1, updated_at = ?4
+                    attempts = attempts + 1, updated_at = ?4,
+                    batch_id = NULL -- no batch until one starts with it (`live_claims`)
              WHERE id IN ({claimable})
              RETURNING id, payload, attempts, retryable, earlier_lines"
         ))

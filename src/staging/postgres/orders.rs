@@ -471,7 +471,8 @@ impl PgStaging {
              ), upd AS (
                 UPDATE staged_orders o SET status = 'in_flight', claim_token = $5,
                        claim_expires_at = now() + make_interval(secs => $6), last_run_id = $2,
-                       attempts = o.attempts + 1, updated_at = now()
+                       attempts = o.attempts + 1, updated_at = now(),
+                       batch_id = NULL -- no batch until one starts with it (`live_claims`)
                 FROM picked WHERE o.id = picked.id
                 RETURNING o.id, o.payload, o.attempts, o.earlier_lines, picked.from_status
              ), led AS (
