@@ -284,10 +284,12 @@ async fn removals_of_lines_already_gone_are_dropped_without_a_retry() {
 /// asks, and sends the batch again without it (`claim_withdrawn`), so Dynamics never gets it.
 #[tokio::test]
 async fn after_a_429_only_the_orders_still_claimed_are_sent_again() {
-    struct OnlyFirst;
+    /// Order 1 only; counts the questions.
+    struct OnlyFirst(std::sync::atomic::AtomicUsize);
     #[async_trait::async_trait]
     impl orderload::submit::target::ClaimCheck for OnlyFirst {
         async fn still_ours(&self, order_ids: &[i64]) -> Vec<i64> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             order_ids.iter().copied().filter(|&id| id == 1).collect()
         }
     }
@@ -305,7 +307,8 @@ async fn after_a_429_only_the_orders_still_claimed_are_sent_again() {
         t.plan_order(&order(1, "T-1", 1)).unwrap(),
         t.plan_order(&order(2, "T-2", 1)).unwrap(),
     ];
-    let mut out = t.submit_batch_checked(&planned, &OnlyFirst).await.unwrap();
+    let only_first = OnlyFirst(Default::default());
+    let mut out = t.submit_batch_checked(&planned, &only_first).await.unwrap();
     out.sort_by_key(|o| o.order_id);
     assert!(
         matches!(out[0].result, OrderResult::Succeeded { .. }),
@@ -318,5 +321,11 @@ async fn after_a_429_only_the_orders_still_claimed_are_sent_again() {
     let state = emu.state().await;
     assert!(state["throttled"].as_u64().unwrap() >= 1, "{state}");
     assert_eq!(state["salesorders"], 1, "{state}");
+    assert_eq!(
+        only_first.0.load(std::sync::atomic::Ordering::Relaxed) as u64,
+        state["throttled"].as_u64().unwrap(),
+        "asked once per 429's pause: not before the first request, and the answer after the \
+         pause is used, not asked again"
+    );
     emu.shutdown().await;
 }

@@ -41,6 +41,14 @@ pub struct PlannedOperation {
     pub label: String,
 }
 
+impl PlannedOperation {
+    /// A `DELETE` of a line an earlier version of the order had
+    /// (`mapping::plan_removed_lines`).
+    pub fn is_removal(&self) -> bool {
+        self.method == "DELETE"
+    }
+}
+
 /// The operations of one order; sent as one atomic changeset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChangesetPlan {

@@ -68,8 +68,8 @@ impl ApiClient {
         self.send_checked(req, None).await
     }
 
-    /// [`ApiClient::send`], asking `before_resend` after each 429's pause whether the request
-    /// is still wanted as it is; if not, the 429 is returned so that the caller can send
+    /// [`ApiClient::send`], asking `before_resend` after each 429's pause, before the request
+    /// is sent again, whether it is still wanted as it is; if not, the 429 is returned so that the caller can send
     /// something else (the orders whose claims are still ours, `send_batch`).
     pub async fn send_checked(
         &self,
@@ -117,12 +117,12 @@ impl ApiClient {
                 let pause = self.policy.delay(throttled, response.retry_after);
                 self.throttle.on_throttled(pause);
                 self.pause_everyone(pause).await;
-                if let Some(check) = before_resend {
-                    if !check.still_wanted().await {
-                        return Ok(response);
-                    }
-                }
                 if throttled < self.policy.max_throttled_retries() {
+                    if let Some(check) = before_resend {
+                        if !check.still_wanted().await {
+                            return Ok(response);
+                        }
+                    }
                     throttled += 1;
                     self.retries.fetch_add(1, Ordering::Relaxed);
                     continue;

@@ -371,9 +371,6 @@ pub fn plan_changeset(
     })
 }
 
-/// The label of an operation that removes a line an earlier version of the order had.
-pub const REMOVE_LINE_LABEL: &str = "remove line";
-
 /// `DELETE`s of the lines an earlier version of `order` had that it no longer has: lines are
 /// upserted by position (`channel.order.N`), so an order corrected from 3 lines to 2 would
 /// otherwise keep its old line 3 in Dynamics. `earlier_lines` is the most lines any version
@@ -392,7 +389,7 @@ pub fn plan_removed_lines(
             method: "DELETE".into(),
             path: key_path("salesorderdetails", &cfg.line_key_column, &key.line_key(n)),
             body: String::new(),
-            label: format!("{REMOVE_LINE_LABEL} {n}"),
+            label: format!("remove line {n}"),
         })
         .collect()
 }

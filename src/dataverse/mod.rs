@@ -188,11 +188,7 @@ impl Target for DataverseTarget {
             &self.mapping,
         ));
         if plan.operations.len() > MAX_OPERATIONS_PER_BATCH {
-            let removals = plan
-                .operations
-                .iter()
-                .filter(|op| op.label.starts_with(mapping::REMOVE_LINE_LABEL))
-                .count();
+            let removals = plan.operations.iter().filter(|op| op.is_removal()).count();
             let of_them = if removals > 0 {
                 format!(
                     " ({removals} of them remove lines an earlier version had, up to line {})",

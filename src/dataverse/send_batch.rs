@@ -18,7 +18,8 @@ use super::errors::{
     classify, shorten, ErrorClass, Failure, TransportErrorKind, CONCURRENCY_LIMIT_CODE,
 };
 use super::http::ApiRequest;
-use crate::submit::target::{ClaimCheck, OrderOutcome, OrderResult, TargetError};
+use crate::submit::target::{ClaimCheck, OrderOutcome, OrderResult, TargetError, CLAIM_WITHDRAWN};
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,15 +85,24 @@ pub async fn send_orders(
     let mut groups: Vec<Vec<usize>> = vec![(0..orders.len()).collect()];
     let mut any_response = false;
     let mut connect_failures_only = true;
-    // After the first request, each one asks first which of its orders are still ours.
+    // After the first request, each one asks first which of its orders are still ours
+    // (unless the client has just asked, after a 429's pause: `answered`).
     let mut sent_before = false;
+    let mut answered: Option<HashSet<i64>> = None;
     while let Some(group) = groups.pop() {
         let mut pending = group;
         let mut retry = 0u32;
         let mut last: Vec<Option<LastFailure>> = vec![None; orders.len()];
         while !pending.is_empty() {
             if sent_before {
-                pending = still_ours(claims, orders, pending, &mut results).await;
+                let ours = match answered.take() {
+                    Some(ours) => ours,
+                    None => {
+                        let ids: Vec<i64> = pending.iter().map(|&i| orders[i].order_id).collect();
+                        claims.still_ours(&ids).await.into_iter().collect()
+                    }
+                };
+                pending = withdraw_others(&ours, orders, pending, &mut results);
                 if pending.is_empty() {
                     break;
                 }
@@ -114,12 +124,17 @@ pub async fn send_orders(
             let all_ours = AllStillOurs {
                 claims,
                 ids: &ids,
-                no: std::sync::atomic::AtomicBool::new(false),
+                not_all: std::sync::Mutex::new(None),
             };
             let sent = client.send_checked(&req, Some(&all_ours)).await;
-            if all_ours.no.load(Ordering::Relaxed) {
+            if let Some(ours) = all_ours
+                .not_all
+                .into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+            {
                 any_response = true;
                 connect_failures_only = false;
+                answered = Some(ours);
                 continue;
             }
             // Orders whose changeset failed on a missing line, to check (see `CheckRemovals`).
@@ -321,32 +336,32 @@ pub async fn send_orders(
 struct AllStillOurs<'a> {
     claims: &'a dyn ClaimCheck,
     ids: &'a [i64],
-    /// Set when some order was not.
-    no: std::sync::atomic::AtomicBool,
+    /// The orders still ours, when not all of them were (the caller goes on with those).
+    not_all: std::sync::Mutex<Option<HashSet<i64>>>,
 }
 
 #[async_trait::async_trait]
 impl BeforeResend for AllStillOurs<'_> {
     async fn still_wanted(&self) -> bool {
-        let all = self.claims.still_ours(self.ids).await.len() == self.ids.len();
+        let ours = self.claims.still_ours(self.ids).await;
+        let all = ours.len() == self.ids.len();
         if !all {
-            self.no.store(true, Ordering::Relaxed);
+            *self.not_all.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(ours.into_iter().collect());
         }
         all
     }
 }
 
-/// The orders of `pending` still claimed by this sender; the others get `claim_withdrawn` and
-/// are not sent again (their claim went to new content or to another worker, which may have
-/// sent a newer version already: resending this one could overwrite it).
-async fn still_ours(
-    claims: &dyn ClaimCheck,
+/// The orders of `pending` in `ours` (still claimed by this sender); the others get
+/// `claim_withdrawn` and are not sent again (their claim went to new content or to another
+/// worker, which may have sent a newer version already: resending this one could overwrite it).
+fn withdraw_others(
+    ours: &HashSet<i64>,
     orders: &[OrderChangeset],
     pending: Vec<usize>,
     results: &mut [Option<OrderResult>],
 ) -> Vec<usize> {
-    let ids: Vec<i64> = pending.iter().map(|&i| orders[i].order_id).collect();
-    let ours: std::collections::HashSet<i64> = claims.still_ours(&ids).await.into_iter().collect();
     let (keep, withdrawn): (Vec<usize>, Vec<usize>) = pending
         .into_iter()
         .partition(|&i| ours.contains(&orders[i].order_id));
@@ -354,7 +369,7 @@ async fn still_ours(
         results[i] = Some(failed(
             true,
             None,
-            "claim_withdrawn",
+            CLAIM_WITHDRAWN,
             "not sent again: its claim was withdrawn (new content was staged, or the claim expired and another worker took it)".into(),
         ));
     }
@@ -462,18 +477,17 @@ fn interpret(
     }
 }
 
-fn is_removal(op: &PlannedOperation) -> bool {
-    op.method == "DELETE"
-}
-
 /// Whether a changeset's failure may be a removal of a line that is not there: a 404 on one
 /// of its `DELETE`s, or on an operation the response does not name (the service need not echo
 /// the failed request's Content-ID) when it has any.
 fn may_be_a_line_already_gone(plan: &ChangesetPlan, operation: Option<usize>, status: u16) -> bool {
     status == 404
         && match operation {
-            Some(i) => plan.operations.get(i).is_some_and(is_removal),
-            None => plan.operations.iter().any(is_removal),
+            Some(i) => plan
+                .operations
+                .get(i)
+                .is_some_and(PlannedOperation::is_removal),
+            None => plan.operations.iter().any(PlannedOperation::is_removal),
         }
 }
 
@@ -487,7 +501,7 @@ async fn without_absent_lines(
     let mut kept = Vec::with_capacity(plan.operations.len());
     let mut dropped = Vec::new();
     for op in &plan.operations {
-        if !is_removal(op) {
+        if !op.is_removal() {
             kept.push(op.clone());
             continue;
         }

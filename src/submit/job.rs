@@ -432,7 +432,7 @@ async fn record(
                 } = &o.result
                 {
                     // Not this sender's any more: nothing is recorded, nothing failed.
-                    if code == "claim_withdrawn" {
+                    if code == super::target::CLAIM_WITHDRAWN {
                         info!(batch_id = r.batch_id, order_id = o.order_id, "{message}");
                         continue;
                     }

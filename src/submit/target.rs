@@ -112,6 +112,10 @@ pub struct TargetStats {
     pub token_refreshes: u64,
 }
 
+/// The outcome code of an order not sent again because its claim was withdrawn: not a
+/// failure, and not recorded (the claim is someone else's, or new content's).
+pub const CLAIM_WITHDRAWN: &str = "claim_withdrawn";
+
 /// Which orders a sender still holds the claim of (see [`Target::submit_batch_checked`]).
 #[async_trait::async_trait]
 pub trait ClaimCheck: Send + Sync {
