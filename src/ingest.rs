@@ -455,7 +455,12 @@ async fn ingest_file(
     }
     if adopted > 0 {
         let msg = format!(
-            "{adopted} order(s) staged by an interrupted read of another file, found here unchanged, now count as this file's: they are sent after this file, not held until that one is read again"
+            "{adopted} order(s) staged by an interrupted read of file {}, found here unchanged, now count as this file's: they are sent after this file, not held until that one is read again",
+            read.adopted_files()
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         info!("{msg}");
         totals.notes.push(msg);

@@ -2003,7 +2003,7 @@ async fn orders_of_an_interrupted_file_found_unchanged_in_a_later_file_are_sent_
         .find(|f| f["path"].as_str().unwrap().ends_with("second.csv"));
     let notes = second.unwrap()["notes"].to_string();
     assert!(
-        notes.contains("4 order(s) staged by an interrupted read"),
+        notes.contains("4 order(s) staged by an interrupted read of file 1,"),
         "{notes}"
     );
     assert_code(&run_async(&ws, &["submit"]).await, 0);

@@ -527,8 +527,8 @@ impl SqliteStaging {
         // Which of these orders were staged before this chunk?
         // (channel, external_id) → (id, content hash, status, its records when this file
         // staged it)
-        // (…, whether its copy came from another file still being read)
-        type Existing = (i64, String, String, Option<String>, bool);
+        // (…, the other file still being read that its copy came from)
+        type Existing = (i64, String, String, Option<String>, Option<i64>);
         let mut existing: HashMap<(String, String), Existing> = HashMap::new();
         let mut by_channel: HashMap<&str, Vec<&str>> = HashMap::new();
         for p in &merged {
@@ -542,8 +542,9 @@ impl SqliteStaging {
                 let rows = sqlx::query(
                     "SELECT id, external_id, content_hash, status,
                             CASE WHEN source_file_id = ?1 THEN source_rows END AS same_file_rows,
-                            COALESCE(source_file_id != ?1 AND source_file_id IN
-                                     (SELECT id FROM source_files WHERE status = 'reading'), 0) AS adopt
+                            CASE WHEN source_file_id != ?1 AND source_file_id IN
+                                      (SELECT id FROM source_files WHERE status = 'reading')
+                                 THEN source_file_id END AS adopt_from
                      FROM staged_orders
                      WHERE channel = ?2 AND external_id IN (SELECT value FROM json_each(?3)) AND id <= ?4",
                 )
@@ -561,7 +562,7 @@ impl SqliteStaging {
                             r.get("content_hash"),
                             r.get("status"),
                             r.get("same_file_rows"),
-                            r.get("adopt"),
+                            r.get("adopt_from"),
                         ),
                     );
                 }
@@ -575,7 +576,7 @@ impl SqliteStaging {
             match existing.get(&key) {
                 // Inserted by the caller.
                 None => not_staged_before += 1,
-                Some((id, old_hash, status, same_file_rows, adopt)) => {
+                Some((id, old_hash, status, same_file_rows, adopt_from)) => {
                     let continued =
                         match parts::relate(&prepared, *id, same_file_rows.as_deref(), read) {
                             Relation::AlreadyStored { first } => {
@@ -603,7 +604,7 @@ impl SqliteStaging {
                             Relation::Compare => None,
                         };
                     if prepared.has_hash(old_hash) {
-                        if *adopt {
+                        if let Some(from) = adopt_from {
                             // The same content, from a file that is read to its end.
                             sqlx::query(
                                 "UPDATE staged_orders SET payload = ?, source_file_id = ?, source_rows = ?,
@@ -618,6 +619,7 @@ impl SqliteStaging {
                             .execute(&mut **tx)
                             .await?;
                             counts.adopted += 1;
+                            read.adopted_from(*from);
                         } else if same_file_rows.is_none() {
                             read.remember_unchanged(*id, &prepared);
                         }

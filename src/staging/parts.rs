@@ -57,6 +57,8 @@ pub struct ReadMemory {
     /// each): a part of an order whose rows are far apart replaces the stored order before
     /// the later parts complete it, often to the very content Dynamics has.
     requeued_after_success: Vec<i64>,
+    /// The files still being read (interrupted reads) whose orders this read adopted.
+    adopted_from: std::collections::BTreeSet<i64>,
 }
 
 impl ReadMemory {
@@ -77,6 +79,16 @@ impl ReadMemory {
         let (offset, len) = self.unchanged.remove(&id)?;
         let range = offset as usize..(offset + len) as usize;
         self.rows.get(range).map(<[u64]>::to_vec)
+    }
+
+    /// This read adopted an order staged by an interrupted read of file `file_id`.
+    pub(super) fn adopted_from(&mut self, file_id: i64) {
+        self.adopted_from.insert(file_id);
+    }
+
+    /// The files whose orders this read adopted, for the file's note (`ChunkCounts::adopted`).
+    pub fn adopted_files(&self) -> Vec<i64> {
+        self.adopted_from.iter().copied().collect()
     }
 
     /// This read sent order `id`, which had succeeded, back to pending.

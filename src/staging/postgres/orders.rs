@@ -155,8 +155,8 @@ impl PgStaging {
         // Which of these orders exist already? Locked, so a concurrent writer waits.
         // (channel, external_id) → (id, content hash, status, its records when this file
         // staged it)
-        // (…, whether its copy came from another file still being read)
-        type Existing = (i64, String, String, Option<String>, bool);
+        // (…, the other file still being read that its copy came from)
+        type Existing = (i64, String, String, Option<String>, Option<i64>);
         let mut existing: HashMap<(String, String), Existing> = HashMap::new();
         if !merged.is_empty() {
             let channels: Vec<&str> = merged.iter().map(|p| p.channel.as_str()).collect();
@@ -164,8 +164,9 @@ impl PgStaging {
             for r in sqlx::query(
                 "SELECT o.id, o.channel, o.external_id, o.content_hash, o.status,
                         CASE WHEN o.source_file_id = $3 THEN o.source_rows END AS same_file_rows,
-                        COALESCE(o.source_file_id != $3 AND o.source_file_id IN
-                                 (SELECT id FROM source_files WHERE status = 'reading'), false) AS adopt
+                        CASE WHEN o.source_file_id != $3 AND o.source_file_id IN
+                                  (SELECT id FROM source_files WHERE status = 'reading')
+                             THEN o.source_file_id END AS adopt_from
                  FROM staged_orders o JOIN unnest($1::TEXT[], $2::TEXT[]) AS k(channel, external_id)
                    ON o.channel = k.channel AND o.external_id = k.external_id
                  ORDER BY o.id FOR UPDATE OF o",
@@ -183,7 +184,7 @@ impl PgStaging {
                         r.get("content_hash"),
                         r.get("status"),
                         r.get("same_file_rows"),
-                        r.get("adopt"),
+                        r.get("adopt_from"),
                     ),
                 );
             }
@@ -193,7 +194,8 @@ impl PgStaging {
         let mut buf = Vec::with_capacity(4096);
         for mut prepared in merged {
             let key = (prepared.channel.clone(), prepared.external_id.clone());
-            let Some((id, old_hash, status, same_file_rows, adopt)) = existing.get(&key) else {
+            let Some((id, old_hash, status, same_file_rows, adopt_from)) = existing.get(&key)
+            else {
                 new_orders.push(prepared);
                 counts.new += 1;
                 continue;
@@ -218,7 +220,7 @@ impl PgStaging {
                 Relation::Compare => None,
             };
             if prepared.has_hash(old_hash) {
-                if *adopt {
+                if let Some(from) = adopt_from {
                     // The same content, from a file that is read to its end.
                     sqlx::query(
                         "UPDATE staged_orders SET payload = $1, source_file_id = $2, source_rows = $3,
@@ -232,6 +234,7 @@ impl PgStaging {
                     .execute(&mut *tx)
                     .await?;
                     counts.adopted += 1;
+                    read.adopted_from(*from);
                 } else if same_file_rows.is_none() {
                     read.remember_unchanged(*id, &prepared);
                 }
