@@ -181,6 +181,21 @@ async fn four_workers_with_a_kill_and_a_stall_send_every_order_once_within_the_b
     let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(report["reconciliation"]["balanced"], true, "{report}");
     assert_eq!(report["orders"]["in_flight"], 0, "{report}");
+    // The killed worker never recorded its end; its heartbeat stopped, so the report says it
+    // died (not "running" for ever). The others, the stalled one included, finished.
+    let runs = report["runs"].as_array().expect("runs");
+    let run = |id: i64| {
+        runs.iter()
+            .find(|r| r["id"] == id)
+            .unwrap_or_else(|| panic!("run {id} not in the report: {report}"))
+    };
+    assert_eq!(run(killed_run)["finished_at"], Value::Null, "{report}");
+    assert_eq!(run(killed_run)["died"], true, "{report}");
+    for w in &workers[1..] {
+        let r = run(run_of(&ws, w).expect("worker's run"));
+        assert_eq!(r["died"], false, "{report}");
+        assert!(r["finished_at"].is_string(), "{report}");
+    }
     eprintln!(
         "four workers: {ORDERS} orders; peak {peak_window} requests per {WINDOW_SECS}s window (budget {BUDGET_REQUESTS}), \
          peak {peak_concurrent} concurrent (budget {CONCURRENT}); emulator: {} requests, {} throttled, {} injected 5xx, {} dropped",

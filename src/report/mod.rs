@@ -81,13 +81,14 @@ pub struct RunRow {
     pub counts: serde_json::Value,
     pub host: String,
     pub pid: i64,
-    /// Never recorded its end and its process is gone (killed or crashed): see [`run_died`].
+    /// Never recorded its end and its process is gone (killed or crashed): on SQLite see
+    /// [`run_died`]; on PostgreSQL its heartbeat stopped for longer than its lease (`runs.alive_until`).
     pub died: bool,
 }
 
 /// Whether a run that never recorded its end died: its process ran on this host and is gone.
 /// (One on another host may be alive; it shows as running until its end is recorded. SQLite
-/// only, for the reason in [`Summary::lease_holder_gone`].)
+/// only, for the reason in [`Summary::lease_holder_gone`]; PostgreSQL asks the run's heartbeat.)
 pub fn run_died(finished: bool, host: &str, pid: i64) -> bool {
     !finished && crate::staging::process_gone(host, pid)
 }

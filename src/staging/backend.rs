@@ -219,6 +219,9 @@ impl Staging for SqliteStaging {
     async fn heartbeat_claims(&self, token: &str, ttl_secs: u64) -> Result<u64, StagingError> {
         self.extend_claims(token, ttl_secs).await
     }
+    async fn heartbeat_run(&self, _run_id: i64, _ttl_secs: u64) -> Result<(), StagingError> {
+        Ok(())
+    }
     async fn foreign_claims(&self, token: &str) -> Result<ForeignClaims, StagingError> {
         self.others_claims(token).await
     }

@@ -321,6 +321,10 @@ pub trait Staging: Send + Sync {
     async fn sweep_expired_claims(&self, run_id: i64) -> Result<u64, StagingError>;
     /// Extend the expiry of every live claim held under `token`; returns how many.
     async fn heartbeat_claims(&self, token: &str, ttl_secs: u64) -> Result<u64, StagingError>;
+    /// Record that run `run_id` is alive for `ttl_secs` more (the report's "died" for a run
+    /// that never recorded its end). SQLite needs none: its runs are on one host, where the
+    /// report asks whether the process is gone.
+    async fn heartbeat_run(&self, run_id: i64, ttl_secs: u64) -> Result<(), StagingError>;
     /// Live claims held by other tokens.
     async fn foreign_claims(&self, token: &str) -> Result<ForeignClaims, StagingError>;
     /// The shared Dataverse throttling budget of one application user.

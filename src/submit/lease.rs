@@ -10,7 +10,9 @@ use tracing::{error, warn};
 /// The lease, held until [`LeaseGuard::release`]. A background task renews it every third
 /// of its lifetime; if renewal fails the guard reports the lease as lost. The same task
 /// extends the expiry of every order this run has claimed: a run that dies or stalls stops
-/// heartbeating, its claims expire, and any worker's sweep gives them back.
+/// heartbeating, its claims expire, and any worker's sweep gives them back. Each beat also
+/// records the run as alive for one more lifetime (`Staging::heartbeat_run`), from which the
+/// report tells a run that died without recording its end.
 ///
 /// A *worker* (an extra `submit` on PostgreSQL) holds no lease, only its claims.
 pub struct LeaseGuard {
@@ -33,16 +35,22 @@ impl LeaseGuard {
             warn!(previous_holder = %prev.holder, previous_pid = prev.pid, expired = %prev.expires_at,
                   "took over a stale lease: its holder stopped renewing it");
         }
-        Ok(Self::start(staging, holder, true, ttl_secs))
+        Ok(Self::start(staging, holder, run_id, true, ttl_secs))
     }
 
     /// A worker: no lease, only a heartbeat on the claims it takes (PostgreSQL).
     pub fn worker(staging: Arc<dyn Staging>, run_id: i64, ttl_secs: u64) -> Self {
         let holder = format!("worker-{run_id}-{}", uuid::Uuid::new_v4().simple());
-        Self::start(staging, holder, false, ttl_secs)
+        Self::start(staging, holder, run_id, false, ttl_secs)
     }
 
-    fn start(staging: Arc<dyn Staging>, holder: String, exclusive: bool, ttl_secs: u64) -> Self {
+    fn start(
+        staging: Arc<dyn Staging>,
+        holder: String,
+        run_id: i64,
+        exclusive: bool,
+        ttl_secs: u64,
+    ) -> Self {
         let lost = Arc::new(AtomicBool::new(false));
         let heartbeat = {
             let staging = staging.clone();
@@ -51,6 +59,9 @@ impl LeaseGuard {
             let every = Duration::from_millis((ttl_secs * 1000 / 3).max(200));
             tokio::spawn(async move {
                 loop {
+                    if let Err(e) = staging.heartbeat_run(run_id, ttl_secs).await {
+                        warn!(error = %e, "run heartbeat failed; will retry");
+                    }
                     tokio::time::sleep(every).await;
                     if exclusive {
                         match staging.heartbeat_lease(&holder, ttl_secs).await {

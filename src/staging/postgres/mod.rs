@@ -272,6 +272,9 @@ impl Staging for PgStaging {
     async fn heartbeat_claims(&self, token: &str, ttl_secs: u64) -> Result<u64, StagingError> {
         self.extend_claims(token, ttl_secs).await
     }
+    async fn heartbeat_run(&self, run_id: i64, ttl_secs: u64) -> Result<(), StagingError> {
+        self.beat_run(run_id, ttl_secs).await
+    }
     async fn foreign_claims(&self, token: &str) -> Result<ForeignClaims, StagingError> {
         self.others_claims(token).await
     }

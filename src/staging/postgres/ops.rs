@@ -127,6 +127,18 @@ impl PgStaging {
         Ok(r.rows_affected() == 1)
     }
 
+    pub(super) async fn beat_run(&self, run_id: i64, ttl_secs: u64) -> Result<(), StagingError> {
+        sqlx::query(
+            "UPDATE runs SET alive_until = now() + make_interval(secs => $2)
+             WHERE id = $1 AND finished_at IS NULL",
+        )
+        .bind(run_id)
+        .bind(ttl_secs as f64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     pub(super) async fn drop_lease(&self, holder: &str) -> Result<(), StagingError> {
         sqlx::query("DELETE FROM lease WHERE name = $1 AND holder = $2")
             .bind(LEASE_NAME)

@@ -164,7 +164,8 @@ pub(super) async fn summary(st: &PgStaging, scope: &Scope) -> Result<Summary, Re
             pool,
             &format!(
                 "SELECT id, command, ol_ts(started_at) AS started_at,
-                        ol_ts(finished_at) AS finished_at, outcome, exit_code, summary, host, pid
+                        ol_ts(finished_at) AS finished_at, outcome, exit_code, summary, host, pid,
+                        (finished_at IS NULL AND alive_until < now()) IS TRUE AS died
                  FROM runs{} ORDER BY id DESC LIMIT {RECENT_RUNS}",
                 runs_clause.sql()
             ),
@@ -182,8 +183,9 @@ pub(super) async fn summary(st: &PgStaging, scope: &Scope) -> Result<Summary, Re
                 .get::<Option<String>, _>("summary")
                 .and_then(|s| serde_json::from_str(&s).ok())
                 .unwrap_or(serde_json::Value::Null),
-            // Not known across hosts (see `Summary::lease_holder_gone`).
-            died: false,
+            // Its heartbeat stopped for longer than its lease: a host name and a pid tell
+            // nothing across hosts (see `Summary::lease_holder_gone`).
+            died: r.get("died"),
             host: r.get("host"),
             pid: r.get("pid"),
         })
