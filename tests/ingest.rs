@@ -95,41 +95,90 @@ fn a_changed_order_is_updated_and_an_unchanged_one_is_a_no_op() {
     );
 }
 
-/// The content hash a database staged before XXH3 holds: SHA-256 (hex) of the payload with the
-/// empty source in place of the real one.
-fn first_version_hash(payload: &str) -> String {
-    use sha2::Digest;
-    let head = &payload[..payload.rfind(",\"source\":").expect("payload has a source")];
-    let unsourced = format!("{head},\"source\":{{\"file_id\":null,\"path\":null,\"rows\":[]}}}}");
-    hex::encode(sha2::Sha256::digest(unsourced.as_bytes()))
+/// What a database staged before hash version 3 holds for an order with this payload: the
+/// full JSON (every absent field as `null`, serde_json's bytes) with its source, and hashes
+/// over the same JSON with an empty source — SHA-256 (hex; version 1) and XXH3-128 (version 2).
+struct OlderForms {
+    payload: String,
+    v1: String,
+    v2: String,
 }
 
-#[test]
-fn orders_staged_with_first_version_hashes_are_still_recognised() {
+fn older_forms(payload: &str, file_id: i64, rows: &str) -> OlderForms {
+    use sha2::Digest;
+    let mut order: orderload::model::Order = serde_json::from_str(payload).unwrap();
+    let unsourced = serde_json::to_vec(&order).unwrap();
+    assert!(
+        String::from_utf8_lossy(&unsourced)
+            .ends_with(r#","source":{"file_id":null,"path":null,"rows":[]}}"#),
+        "the stored form carries no source"
+    );
+    order.source = orderload::model::Provenance {
+        file_id: Some(file_id),
+        path: Some("/in/1.csv".into()),
+        rows: serde_json::from_str(rows).unwrap(),
+    };
+    OlderForms {
+        payload: serde_json::to_string(&order).unwrap(),
+        v1: hex::encode(sha2::Sha256::digest(&unsourced)),
+        v2: format!("xxh3:{:032x}", xxhash_rust::xxh3::xxh3_128(&unsourced)),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn orders_staged_by_earlier_versions_are_still_recognised_and_sent() {
+    let emu = emulator(|_| {}).await;
     let ws = Workspace::new();
-    channel_config(&ws);
-    let first = ws.write_file("in/1.csv", &shopify_csv(3, 1, "V"));
+    ws.write_config(
+        Some(&emu.base_url),
+        "[[channel]]\nname = \"shop\"\nformat = \"shopify\"\n",
+    );
+    let first = ws.write_file("in/1.csv", &shopify_csv(4, 1, "V"));
     ingest_ok(&ws, &first);
-    // Rewrite the stored hashes as an older orderload wrote them.
+    // Rewrite the stored rows as older orderload versions wrote them: #V1000 and #V1001 with
+    // a first-version hash, #V1002 and #V1003 with a second-version one; #V1001 and #V1003
+    // also with the full payload (nulls and source) that versions before 3 stored.
     let conn = rusqlite::Connection::open(ws.db_path()).unwrap();
-    let rows: Vec<(i64, String)> = conn
-        .prepare("SELECT id, payload FROM staged_orders")
+    let rows: Vec<(i64, String, String)> = conn
+        .prepare("SELECT id, payload, source_rows FROM staged_orders ORDER BY id")
         .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    for (id, payload) in &rows {
+    assert_eq!(rows.len(), 4);
+    let mut stored_hashes = Vec::new();
+    for (i, (id, payload, source_rows)) in rows.iter().enumerate() {
+        assert!(!payload.contains("null"), "{payload}");
+        let older = older_forms(payload, 1, source_rows);
+        let hash = if i < 2 { older.v1 } else { older.v2 };
+        let payload = if i % 2 == 1 {
+            older.payload
+        } else {
+            payload.clone()
+        };
         conn.execute(
-            "UPDATE staged_orders SET content_hash = ?1 WHERE id = ?2",
-            rusqlite::params![first_version_hash(payload), id],
+            "UPDATE staged_orders SET content_hash = ?1, payload = ?2 WHERE id = ?3",
+            rusqlite::params![hash, payload, id],
         )
         .unwrap();
+        stored_hashes.push(hash);
     }
     drop(conn);
 
-    // The same orders (one changed) in a file with other bytes: unchanged ones stay no-ops.
-    let changed = shopify_csv(3, 1, "V").replacen("Tee 0,10.00", "Tee 0,12.00", 1);
+    // The same orders in a file with other bytes, #V1000 and #V1002 changed: the unchanged
+    // ones stay no-ops whatever version their hash is.
+    let changed: Vec<String> = shopify_csv(4, 1, "V")
+        .lines()
+        .map(|l| {
+            if l.starts_with("#V1000,") || l.starts_with("#V1002,") {
+                l.replacen("Tee 0,10.00", "Tee 0,12.00", 1)
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    let changed = changed.join("\n") + "\n";
     let second = ws.write_file("in/2.csv", &changed);
     ingest_ok(&ws, &second);
     assert_eq!(
@@ -138,18 +187,25 @@ fn orders_staged_with_first_version_hashes_are_still_recognised() {
     );
     assert_eq!(
         ws.query_i64("SELECT orders_updated FROM source_files WHERE id = 2"),
-        1
+        2
     );
-    // The changed order now carries a current hash; the others keep theirs.
+    // The changed orders now carry a current hash; the others keep theirs.
+    let hashes = ws.query_strings("SELECT content_hash FROM staged_orders ORDER BY id");
+    assert!(hashes[0].starts_with("x3:"), "{hashes:?}");
+    assert_eq!(hashes[1], stored_hashes[1]);
+    assert!(hashes[2].starts_with("x3:"), "{hashes:?}");
+    assert_eq!(hashes[3], stored_hashes[3]);
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM ledger"), 4);
+
+    // Payloads of either form are sent as they are.
+    let out = run_async(&ws, &["submit"]).await;
+    assert_code(&out, 0);
     assert_eq!(
-        ws.query_strings("SELECT substr(content_hash, 1, 5) FROM staged_orders ORDER BY id"),
-        vec![
-            "xxh3:",
-            &first_version_hash(&rows[1].1)[..5],
-            &first_version_hash(&rows[2].1)[..5]
-        ]
+        ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE status = 'succeeded'"),
+        4
     );
-    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM ledger"), 3);
+    assert_eq!(assert_stored_once(&emu.base_url).await, 4);
+    emu.shutdown().await;
 }
 
 #[test]

@@ -7,6 +7,11 @@
 //! a byte that JSON escapes (rare in order data). The bytes must stay identical — content
 //! hashes of already staged orders are taken over them — so the tests compare this writer
 //! with serde_json on generated orders, including every escaped byte.
+//!
+//! Staging stores (and since hash version 3 hashes) the *stored form*, [`write_order_stored`]:
+//! the same JSON without the fields that are absent (`null`) and without `source`, which
+//! staging keeps in columns. [`write_order_head`] stays for comparing the hashes of orders
+//! staged before (versions 1 and 2 were taken over the full form with an empty source).
 
 use super::{Address, Customer, Order, OrderLine, Provenance};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -44,7 +49,7 @@ pub fn write_order_head(order: &Order, out: &mut Vec<u8>) {
         if i > 0 {
             out.push(b',');
         }
-        line(l, out);
+        line(l, true, out);
     }
     out.extend_from_slice(br#"],"subtotal":"#);
     optional(order.subtotal.as_ref(), decimal, out);
@@ -87,32 +92,126 @@ pub fn write_provenance(p: &Provenance, out: &mut Vec<u8>) {
     out.extend_from_slice(b"]}");
 }
 
-fn customer(c: &Customer, out: &mut Vec<u8>) {
-    object_of_texts(
-        &[
-            ("email", c.email.as_deref()),
-            ("name", c.name.as_deref()),
-            ("phone", c.phone.as_deref()),
-        ],
+/// Append `order` in its stored form: as [`write_order`] without the fields that are `None`
+/// (JSON `null`) and without `source`. Deserializing it gives the order back with an empty
+/// source. About a fifth fewer bytes than the full form for a typical order (~10 `null`
+/// fields, a path and row numbers that staging's columns hold anyway).
+pub fn write_order_stored(order: &Order, out: &mut Vec<u8>) {
+    out.extend_from_slice(br#"{"channel":"#);
+    string(&order.channel, out);
+    out.extend_from_slice(br#","external_id":"#);
+    string(&order.external_id, out);
+    out.extend_from_slice(br#","created_at":"#);
+    time(&order.created_at, out);
+    out.extend_from_slice(br#","created_at_original":"#);
+    string(&order.created_at_original, out);
+    out.extend_from_slice(br#","currency":"#);
+    string(order.currency.as_str(), out);
+    out.extend_from_slice(br#","customer":"#);
+    present_texts(&customer_fields(&order.customer), out);
+    if let Some(a) = &order.billing {
+        out.extend_from_slice(br#","billing":"#);
+        present_texts(&address_fields(a), out);
+    }
+    if let Some(a) = &order.shipping {
+        out.extend_from_slice(br#","shipping":"#);
+        present_texts(&address_fields(a), out);
+    }
+    out.extend_from_slice(br#","lines":["#);
+    for (i, l) in order.lines.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        line(l, false, out);
+    }
+    out.push(b']');
+    present(br#","subtotal":"#, order.subtotal.as_ref(), decimal, out);
+    present(
+        br#","shipping_amount":"#,
+        order.shipping_amount.as_ref(),
+        decimal,
         out,
     );
+    present(br#","tax":"#, order.tax.as_ref(), decimal, out);
+    present(br#","discount":"#, order.discount.as_ref(), decimal, out);
+    present(br#","total":"#, order.total.as_ref(), decimal, out);
+    out.extend_from_slice(br#","taxes_included":"#);
+    out.extend_from_slice(if order.taxes_included {
+        b"true"
+    } else {
+        b"false"
+    });
+    present(
+        br#","financial_status":"#,
+        order.financial_status.as_deref(),
+        string,
+        out,
+    );
+    present(br#","notes":"#, order.notes.as_deref(), string, out);
+    out.push(b'}');
+}
+
+/// `key` (with its comma and colon) and `value`, only when there is a value.
+fn present<T: ?Sized>(
+    key: &[u8],
+    value: Option<&T>,
+    write: fn(&T, &mut Vec<u8>),
+    out: &mut Vec<u8>,
+) {
+    if let Some(v) = value {
+        out.extend_from_slice(key);
+        write(v, out);
+    }
+}
+
+/// `{"key":"text",…}` with the fields that have a value, in the order given.
+fn present_texts(fields: &[(&str, Option<&str>)], out: &mut Vec<u8>) {
+    out.push(b'{');
+    let mut first = true;
+    for (key, value) in fields {
+        let Some(value) = value else {
+            continue;
+        };
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.push(b'"');
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\":");
+        string(value, out);
+    }
+    out.push(b'}');
+}
+
+fn customer_fields(c: &Customer) -> [(&'static str, Option<&str>); 3] {
+    [
+        ("email", c.email.as_deref()),
+        ("name", c.name.as_deref()),
+        ("phone", c.phone.as_deref()),
+    ]
+}
+
+fn address_fields(a: &Address) -> [(&'static str, Option<&str>); 9] {
+    [
+        ("name", a.name.as_deref()),
+        ("company", a.company.as_deref()),
+        ("line1", a.line1.as_deref()),
+        ("line2", a.line2.as_deref()),
+        ("city", a.city.as_deref()),
+        ("province", a.province.as_deref()),
+        ("postal_code", a.postal_code.as_deref()),
+        ("country", a.country.as_deref()),
+        ("phone", a.phone.as_deref()),
+    ]
+}
+
+fn customer(c: &Customer, out: &mut Vec<u8>) {
+    object_of_texts(&customer_fields(c), out);
 }
 
 fn address(a: &Address, out: &mut Vec<u8>) {
-    object_of_texts(
-        &[
-            ("name", a.name.as_deref()),
-            ("company", a.company.as_deref()),
-            ("line1", a.line1.as_deref()),
-            ("line2", a.line2.as_deref()),
-            ("city", a.city.as_deref()),
-            ("province", a.province.as_deref()),
-            ("postal_code", a.postal_code.as_deref()),
-            ("country", a.country.as_deref()),
-            ("phone", a.phone.as_deref()),
-        ],
-        out,
-    );
+    object_of_texts(&address_fields(a), out);
 }
 
 /// `{"key":"text"|null,…}` in the order given (keys are plain identifiers: no escaping).
@@ -127,11 +226,16 @@ fn object_of_texts(fields: &[(&str, Option<&str>)], out: &mut Vec<u8>) {
     out.push(b'}');
 }
 
-fn line(l: &OrderLine, out: &mut Vec<u8>) {
+/// A line; `nulls`: write an absent SKU as `null` (the full form) or leave it out (stored).
+fn line(l: &OrderLine, nulls: bool, out: &mut Vec<u8>) {
     out.extend_from_slice(br#"{"line_number":"#);
     integer(l.line_number, out);
-    out.extend_from_slice(br#","sku":"#);
-    optional(l.sku.as_deref(), string, out);
+    if nulls {
+        out.extend_from_slice(br#","sku":"#);
+        optional(l.sku.as_deref(), string, out);
+    } else {
+        present(br#","sku":"#, l.sku.as_deref(), string, out);
+    }
     out.extend_from_slice(br#","name":"#);
     string(&l.name, out);
     out.extend_from_slice(br#","quantity":"#);
@@ -388,6 +492,34 @@ mod tests {
             let mut source = Vec::new();
             write_provenance(&order.source, &mut source);
             prop_assert_eq!(source, serde_json::to_vec(&order.source).unwrap());
+        }
+
+        #[test]
+        fn the_stored_form_is_the_full_one_without_nulls_and_source(order in an_order()) {
+            let mut stored = Vec::new();
+            write_order_stored(&order, &mut stored);
+            // The same document as serde_json's, once its nulls and its source are gone …
+            let mut full = serde_json::to_value(&order).unwrap();
+            full.as_object_mut().unwrap().remove("source");
+            strip_nulls(&mut full);
+            let parsed: serde_json::Value = serde_json::from_slice(&stored).unwrap();
+            prop_assert_eq!(&parsed, &full);
+            // … and it gives the order back, but for its source.
+            let back: Order = serde_json::from_slice(&stored).unwrap();
+            let mut expected = order.clone();
+            expected.source = Provenance::default();
+            prop_assert_eq!(back, expected);
+        }
+    }
+
+    fn strip_nulls(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                map.retain(|_, v| !v.is_null());
+                map.values_mut().for_each(strip_nulls);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip_nulls),
+            _ => {}
         }
     }
 

@@ -37,6 +37,8 @@ pub struct Order {
     pub taxes_included: bool,
     pub financial_status: Option<String>,
     pub notes: Option<String>,
+    /// Not in staging's stored form (`json::write_order_stored`): the columns hold it.
+    #[serde(default)]
     pub source: Provenance,
 }
 

@@ -594,6 +594,7 @@ impl SqliteStaging {
                                 let restated = earlier_rows.is_some();
                                 prepared = parts::continue_stored(
                                     &payload,
+                                    same_file_rows.as_deref(),
                                     *id,
                                     &prepared,
                                     earlier_rows,

@@ -164,10 +164,12 @@ fn against_same_file(part: &PreparedOrder, stored_rows: &str) -> Relation {
     Relation::Compare
 }
 
-/// The stored order (`stored_payload`, order `id`) with `part` merged into it, prepared
-/// again. With `earlier_rows` its source becomes this part's file and those records first.
+/// The stored order (`stored_payload`, order `id`, whose records are `stored_rows`, its
+/// `source_rows`) with `part` merged into it, prepared again. With `earlier_rows` its source
+/// becomes this part's file and those records first.
 pub(super) fn continue_stored(
     stored_payload: &str,
+    stored_rows: Option<&str>,
     id: i64,
     part: &PreparedOrder,
     earlier_rows: Option<Vec<u64>>,
@@ -178,11 +180,15 @@ pub(super) fn continue_stored(
     let later = part
         .order()
         .map_err(|source| StagingError::Payload { id, source })?;
-    if let Some(rows) = earlier_rows {
-        earlier.source.file_id = later.source.file_id;
-        earlier.source.path = later.source.path.clone();
+    // The stored form holds no source (payloads staged before it do: the same records).
+    let rows = match earlier_rows {
+        Some(rows) => Some(rows),
+        None => stored_rows.and_then(|r| serde_json::from_str(r).ok()),
+    };
+    if let Some(rows) = rows {
         earlier.source.rows = rows;
     }
+    earlier.source.file_id = later.source.file_id;
     merge_into(&mut earlier, later);
     Ok(PreparedOrder::new(earlier, buf))
 }
@@ -335,18 +341,42 @@ mod tests {
     fn the_merged_order_takes_this_file_as_its_source() {
         let stored = part(1, "/in/a.csv", vec![40]);
         let later = part(2, "/in/b.csv", vec![90]);
-        let merged =
-            continue_stored(&stored.payload, 7, &later, Some(vec![3]), &mut Vec::new()).unwrap();
+        let rows = Some(stored.source_rows.as_str());
+        let merged = continue_stored(
+            &stored.payload,
+            rows,
+            7,
+            &later,
+            Some(vec![3]),
+            &mut Vec::new(),
+        )
+        .unwrap();
         let o = merged.order().unwrap();
         assert_eq!(o.lines.len(), 2);
         assert_eq!(o.lines[1].line_number, 2);
         assert_eq!(o.source.file_id, Some(2));
-        assert_eq!(o.source.path.as_deref(), Some("/in/b.csv"));
+        assert_eq!(merged.file_id, Some(2));
         assert_eq!(merged.source_rows, "[3,90]");
         assert_eq!(merged.row_count, 2);
-        // Without earlier rows (a part this file stored) the source rows add up.
-        let same = continue_stored(&stored.payload, 7, &later, None, &mut Vec::new()).unwrap();
+        // Without earlier rows (a part this file stored) the stored records come first.
+        let same =
+            continue_stored(&stored.payload, rows, 7, &later, None, &mut Vec::new()).unwrap();
         assert_eq!(same.source_rows, "[40,90]");
-        assert!(continue_stored("{", 7, &later, None, &mut Vec::new()).is_err());
+        // A payload staged before the stored form holds its source: the same records.
+        let mut full = stored.order().unwrap();
+        full.source.path = Some("/in/a.csv".into());
+        let old = serde_json::to_string(&full).unwrap();
+        assert!(old.contains(r#""rows":[40]"#), "{old}");
+        let same = continue_stored(&old, None, 7, &later, None, &mut Vec::new()).unwrap();
+        assert_eq!(same.source_rows, "[40,90]");
+        assert_eq!(same.payload, merged_payload(&stored, &later));
+        assert!(continue_stored("{", rows, 7, &later, None, &mut Vec::new()).is_err());
+    }
+
+    /// The stored form of `a` with `b`'s lines after its own.
+    fn merged_payload(a: &PreparedOrder, b: &PreparedOrder) -> String {
+        let mut o = a.order().unwrap();
+        merge_into(&mut o, b.order().unwrap());
+        PreparedOrder::new(o, &mut Vec::new()).payload
     }
 }

@@ -7,25 +7,28 @@ use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
 /// Hash of an order's content, ignoring where it was read from: the definition that
-/// `serialize_order` computes without cloning (and is tested against).
+/// [`PreparedOrder::new`] computes (and is tested against): XXH3-128 of the stored form.
 #[cfg(test)]
 pub fn content_hash(order: &Order) -> String {
-    let mut o = order.clone();
-    o.source = Default::default();
-    let bytes = serde_json::to_vec(&o).unwrap_or_default();
+    let mut bytes = Vec::new();
+    json::write_order_stored(order, &mut bytes);
     content_hash_of(&bytes)
 }
 
-/// Prefix of the content hashes written since migration-free hash versioning: XXH3-128 of the
-/// order's JSON without its source. Hashes without it are the first version: SHA-256 (hex) of
-/// the same bytes, still found in databases staged before; both stay comparable.
+/// Prefix of the content hashes written since version 3: XXH3-128 of the order's stored form
+/// (`json::write_order_stored`: no `null` fields, no source), the payload's very bytes.
+const CONTENT_HASH_V3: &str = "x3:";
+
+/// Prefix of the second version: XXH3-128 of the full form with an empty source. Hashes
+/// without a prefix are the first version: SHA-256 (hex) of the same bytes. Both are still
+/// found in databases staged before, and stay comparable ([`PreparedOrder::has_hash`]).
 const CONTENT_HASH_V2: &str = "xxh3:";
 
 /// The content hash written for newly staged or changed orders. A change detector, not a
 /// signature: XXH3-128 hashes the ~1 KB of JSON per order ~50x faster than SHA-256 here.
 fn content_hash_of(bytes: &[u8]) -> String {
     let h = xxhash_rust::xxh3::xxh3_128(bytes);
-    format!("{CONTENT_HASH_V2}{h:032x}")
+    format!("{CONTENT_HASH_V3}{h:032x}")
 }
 
 /// Append `later`'s lines and rows to `earlier` (same order key seen twice in one file).
@@ -59,38 +62,16 @@ fn merge_chunk(file_id: i64, orders: Vec<Order>) -> (Vec<Order>, u64) {
     (merged, rows)
 }
 
-/// What `content_hash` serializes for the order's provenance: the default (empty) source.
-/// `Provenance` is the last field of `Order`, so the hashed JSON ends with it.
+/// What the first two hash versions serialized for the order's provenance: the default
+/// (empty) source. `Provenance` is the last field of `Order`, so the hashed JSON ends with it.
 const NO_SOURCE_SUFFIX: &[u8] = br#","source":{"file_id":null,"path":null,"rows":[]}}"#;
 
-/// An order serialized once: the content hash (as [`content_hash`] computes it) and the
-/// payload (the order as JSON, with its provenance).
-struct Serialized {
-    hash: String,
-    payload: String,
-}
-
-/// The bytes both content-hash versions are taken over: the order's JSON with an empty source.
-fn write_hashed_form(order: &Order, buf: &mut Vec<u8>) {
+/// The bytes the first two hash versions were taken over: the order's full JSON (every
+/// absent field as `null`) with an empty source.
+fn write_old_hashed_form(order: &Order, buf: &mut Vec<u8>) {
     buf.clear();
     json::write_order_head(order, buf);
     buf.extend_from_slice(NO_SOURCE_SUFFIX);
-}
-
-/// Write `order` up to its source into `buf` once (`model::json`: serde_json's bytes, written
-/// directly); hashed with the empty source after it, stored with the real one: one
-/// serialization instead of two, and no clone of the order.
-fn serialize_order(order: &Order, buf: &mut Vec<u8>) -> Serialized {
-    write_hashed_form(order, buf);
-    let hash = content_hash_of(buf);
-    buf.truncate(buf.len() - NO_SOURCE_SUFFIX.len());
-    buf.extend_from_slice(br#","source":"#);
-    json::write_provenance(&order.source, buf);
-    buf.push(b'}');
-    // Valid UTF-8 by construction (text and ASCII); serde_json only if that ever breaks.
-    let payload = String::from_utf8(buf.clone())
-        .unwrap_or_else(|_| serde_json::to_string(order).unwrap_or_default());
-    Serialized { hash, payload }
 }
 
 /// An order ready to be written: its payload, content hash and the columns derived from it.
@@ -106,13 +87,21 @@ pub struct PreparedOrder {
     /// The first input record the order came from (records are numbered in file order).
     pub(super) first_row: u64,
     pub(super) created_at: DateTime<Utc>,
+    /// The file the order was read from (the payload does not hold it).
+    pub(super) file_id: Option<i64>,
     pub(super) hash: String,
+    /// The stored form (`json::write_order_stored`), whose bytes `hash` is taken over.
     pub(super) payload: String,
 }
 
 impl PreparedOrder {
     pub(super) fn new(order: Order, buf: &mut Vec<u8>) -> Self {
-        let Serialized { hash, payload } = serialize_order(&order, buf);
+        buf.clear();
+        json::write_order_stored(&order, buf);
+        let hash = content_hash_of(buf);
+        // Valid UTF-8 by construction (text and ASCII); serde_json only if that ever breaks.
+        let payload = String::from_utf8(buf.clone())
+            .unwrap_or_else(|_| serde_json::to_string(&order).unwrap_or_default());
         PreparedOrder {
             currency: order.currency.as_str().to_string(),
             total: order.total.map(|t| t.to_string()),
@@ -121,6 +110,7 @@ impl PreparedOrder {
             source_rows: serde_json::to_string(&order.source.rows).unwrap_or_default(),
             first_row: order.source.rows.iter().copied().min().unwrap_or(0),
             created_at: order.created_at,
+            file_id: order.source.file_id,
             channel: order.channel,
             external_id: order.external_id,
             hash,
@@ -128,25 +118,33 @@ impl PreparedOrder {
         }
     }
 
-    /// The order back from its payload (for the rare paths that need it whole).
+    /// The order back from its payload, with its source (file and records; no path) from the
+    /// other fields: for the rare paths that need it whole.
     pub(super) fn order(&self) -> Result<Order, serde_json::Error> {
-        serde_json::from_str(&self.payload)
+        let mut order: Order = serde_json::from_str(&self.payload)?;
+        order.source.file_id = self.file_id;
+        order.source.rows = serde_json::from_str(&self.source_rows)?;
+        Ok(order)
     }
 
-    /// True when `stored` (from the database, either version) is this order's content hash.
-    /// A first-version hash costs parsing the payload, a second serialization and a SHA-256,
-    /// only for orders seen again; if that fails the order counts as changed (sent again, which
-    /// an upsert by key makes harmless).
+    /// True when `stored` (from the database, any version) is this order's content hash. An
+    /// older version costs parsing the payload and writing the full form again (and for the
+    /// first version a SHA-256), only for orders seen again whose stored hash predates version
+    /// 3; if that fails the order counts as changed (sent again, which an upsert by key makes
+    /// harmless).
     pub(super) fn has_hash(&self, stored: &str) -> bool {
-        if stored.starts_with(CONTENT_HASH_V2) {
+        if stored.starts_with(CONTENT_HASH_V3) {
             return stored == self.hash;
         }
         let Ok(order) = self.order() else {
             return false;
         };
-        let mut buf = Vec::with_capacity(self.payload.len());
-        write_hashed_form(&order, &mut buf);
-        stored == hex::encode(ring::digest::digest(&ring::digest::SHA256, &buf))
+        let mut buf = Vec::with_capacity(self.payload.len() * 5 / 4);
+        write_old_hashed_form(&order, &mut buf);
+        match stored.strip_prefix(CONTENT_HASH_V2) {
+            Some(hex) => hex == format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&buf)),
+            None => stored == hex::encode(ring::digest::digest(&ring::digest::SHA256, &buf)),
+        }
     }
 }
 
@@ -209,15 +207,23 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn one_serialization_gives_the_same_hash_and_payload_as_two() {
+    fn the_payload_is_the_stored_form_and_the_hash_is_taken_over_it() {
         let o = order();
         let mut buf = Vec::new();
-        let s = serialize_order(&o, &mut buf);
-        assert_eq!(s.hash, content_hash(&o));
-        assert_eq!(s.payload, serde_json::to_string(&o).unwrap());
-        assert_eq!(o.source.rows, vec![1, 2], "the source is left as it was");
-        let back: Order = serde_json::from_str(&s.payload).unwrap();
-        assert_eq!(back.source.path.as_deref(), Some("/in/a.csv"));
+        let p = PreparedOrder::new(o.clone(), &mut buf);
+        assert_eq!(p.hash, content_hash(&o));
+        assert!(p.hash.starts_with(CONTENT_HASH_V3) && p.hash.len() == 3 + 32);
+        assert!(!p.payload.contains("null"), "{}", p.payload);
+        assert!(!p.payload.contains("source"), "{}", p.payload);
+        assert!(p.payload.contains(r#""tax":"0"}],"subtotal":"22.83""#));
+        // The source is not in the payload but comes back from the other fields.
+        assert_eq!((p.file_id, p.source_rows.as_str()), (Some(7), "[1,2]"));
+        let back = p.order().unwrap();
+        assert_eq!(back.source.rows, vec![1, 2]);
+        assert_eq!(back.source.file_id, Some(7));
+        let mut expected = o;
+        expected.source.path = None;
+        assert_eq!(back, expected);
     }
 
     #[test]
@@ -237,37 +243,50 @@ pub(super) mod tests {
         assert_eq!(whole.lines[1].line_number, 2);
         assert_eq!(first.source_rows, "[1,2,9]");
         assert_eq!(whole.source.file_id, Some(3));
-        assert!(
-            first.payload.contains(r#""file_id":3"#),
-            "{}",
-            first.payload
-        );
+        assert_eq!(first.file_id, Some(3));
     }
 
     #[test]
-    fn hashes_of_both_versions_recognise_the_same_content_and_only_it() {
+    fn hashes_of_every_version_recognise_the_same_content_and_only_it() {
         let o = order();
         let mut buf = Vec::new();
-        let s = serialize_order(&o, &mut buf);
-        assert!(s.hash.starts_with(CONTENT_HASH_V2) && s.hash.len() == 5 + 32);
-        // What databases staged before the second version hold: SHA-256 of the same JSON.
+        let prepared = PreparedOrder::new(o.clone(), &mut buf);
+        // What databases staged before version 3 hold: the full JSON with an empty source
+        // (serde_json's bytes), hashed with SHA-256 (version 1) or XXH3-128 (version 2).
         let mut unsourced = o.clone();
         unsourced.source = Default::default();
-        let v1 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
-            serde_json::to_vec(&unsourced).unwrap(),
-        ));
-        let prepared = PreparedOrder::new(o.clone(), &mut buf);
-        assert_eq!(prepared.hash, s.hash);
+        let full = serde_json::to_vec(&unsourced).unwrap();
+        let v1 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&full));
+        let v2 = format!("xxh3:{:032x}", xxhash_rust::xxh3::xxh3_128(&full));
         assert!(prepared.has_hash(&v1));
-        assert!(prepared.has_hash(&s.hash));
+        assert!(prepared.has_hash(&v2));
+        assert!(prepared.has_hash(&prepared.hash));
         assert_eq!(prepared.source_rows, "[1,2]");
         assert_eq!(prepared.total.as_deref(), Some("27.78"));
 
-        let mut changed = o.clone();
-        changed.lines[0].quantity = rust_decimal::Decimal::from(4);
-        let c = PreparedOrder::new(changed, &mut buf);
-        assert_ne!(c.hash, s.hash);
-        assert!(!c.has_hash(&v1));
-        assert!(!c.has_hash(&s.hash));
+        // A field that goes from absent to empty is a change in every version.
+        for change in [
+            |o: &mut Order| o.lines[0].quantity = rust_decimal::Decimal::from(4),
+            |o: &mut Order| o.tax = Some(rust_decimal::Decimal::ZERO),
+            |o: &mut Order| o.customer.phone = Some(String::new()),
+        ] {
+            let mut changed = o.clone();
+            change(&mut changed);
+            let c = PreparedOrder::new(changed, &mut buf);
+            assert_ne!(c.hash, prepared.hash);
+            assert!(!c.has_hash(&v1));
+            assert!(!c.has_hash(&v2));
+            assert!(!c.has_hash(&prepared.hash));
+        }
+        // Where it was read from is not content.
+        let mut moved = o;
+        moved.source = crate::model::Provenance {
+            file_id: Some(9),
+            path: Some("/elsewhere.csv".into()),
+            rows: vec![4, 5],
+        };
+        let m = PreparedOrder::new(moved, &mut buf);
+        assert_eq!(m.hash, prepared.hash);
+        assert!(m.has_hash(&v1) && m.has_hash(&v2));
     }
 }

@@ -213,8 +213,14 @@ impl PgStaging {
                             .fetch_one(&mut *tx)
                             .await?;
                     let restated = earlier_rows.is_some();
-                    prepared =
-                        parts::continue_stored(&payload, *id, &prepared, earlier_rows, &mut buf)?;
+                    prepared = parts::continue_stored(
+                        &payload,
+                        same_file_rows.as_deref(),
+                        *id,
+                        &prepared,
+                        earlier_rows,
+                        &mut buf,
+                    )?;
                     Some(restated)
                 }
                 Relation::Compare => None,
