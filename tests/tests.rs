@@ -6,6 +6,7 @@ mod bad_input;
 mod channels_more;
 mod common;
 mod dataverse;
+mod edge_input;
 mod emulator;
 mod fuzz_corpus;
 mod ingest;

@@ -33,6 +33,14 @@ pub(crate) struct Envelope {
     pub top_object_is_order: bool,
 }
 
+/// How reading one value went wrong.
+enum Broken {
+    /// The input ended inside it: what was read of it.
+    Truncated(Vec<u8>),
+    /// It is larger than [`MAX_ORDER_BYTES`]; read to its end and dropped but for its start.
+    TooLarge(Vec<u8>),
+}
+
 #[derive(PartialEq)]
 enum State {
     Start,
@@ -95,8 +103,12 @@ impl JsonOrderReader {
         self.input.consume(1);
     }
 
-    /// Read one JSON value's bytes (kept only when `keep`). `Err` = the value broke off.
-    fn read_value(&mut self, keep: bool) -> Result<Vec<u8>, Vec<u8>> {
+    /// Read one JSON value's bytes (kept only when `keep`). A value larger than
+    /// [`MAX_ORDER_BYTES`] is still read to its end (so the next one can be), keeping only its
+    /// start for the rejected row.
+    fn read_value(&mut self, keep: bool) -> Result<Vec<u8>, Broken> {
+        let mut keep = keep;
+        let mut too_large = false;
         let mut out = Vec::new();
         let mut len = 0usize;
         let mut depth = 0usize;
@@ -105,9 +117,9 @@ impl JsonOrderReader {
         loop {
             let Some(&b) = self.input.fill_buf().ok().and_then(|buf| buf.first()) else {
                 return if depth == 0 && !in_string && len > 0 {
-                    Ok(out)
+                    ended(out, too_large)
                 } else {
-                    Err(out)
+                    Err(Broken::Truncated(out))
                 };
             };
             if !in_string
@@ -115,14 +127,16 @@ impl JsonOrderReader {
                 && len > 0
                 && (matches!(b, b',' | b']' | b'}' | b':') || b.is_ascii_whitespace())
             {
-                return Ok(out);
+                return ended(out, too_large);
             }
             self.input.consume(1);
             len += 1;
             if keep {
                 out.push(b);
                 if out.len() > MAX_ORDER_BYTES {
-                    return Err(out);
+                    out.truncate(MAX_RAW);
+                    keep = false;
+                    too_large = true;
                 }
             }
             if in_string {
@@ -133,7 +147,7 @@ impl JsonOrderReader {
                 } else if b == b'"' {
                     in_string = false;
                     if depth == 0 {
-                        return Ok(out);
+                        return ended(out, too_large);
                     }
                 }
                 continue;
@@ -144,7 +158,7 @@ impl JsonOrderReader {
                 b'}' | b']' => {
                     depth = depth.saturating_sub(1);
                     if depth == 0 {
-                        return Ok(out);
+                        return ended(out, too_large);
                     }
                 }
                 _ => {}
@@ -167,12 +181,13 @@ impl JsonOrderReader {
         })
     }
 
-    fn record(&mut self, bytes: Result<Vec<u8>, Vec<u8>>) -> Item {
+    fn record(&mut self, bytes: Result<Vec<u8>, Broken>) -> Item {
         self.rows_read += 1;
         let number = self.rows_read;
-        let (bytes, truncated) = match bytes {
-            Ok(b) => (b, false),
-            Err(b) => (b, true),
+        let (bytes, broken) = match bytes {
+            Ok(b) => (b, None),
+            Err(Broken::Truncated(b)) => (b, Some(true)),
+            Err(Broken::TooLarge(b)) => (b, Some(false)),
         };
         let raw = raw_text(&bytes);
         let reject = |p: Problem| {
@@ -185,13 +200,27 @@ impl JsonOrderReader {
                 order_key: None,
             })
         };
-        if truncated {
-            self.state = State::Done;
-            return reject(Problem::new(
-                "",
-                "bad_json",
-                "the JSON ends inside this order (truncated file?) or the order is larger than 16 MB",
-            ));
+        match broken {
+            Some(true) => {
+                self.state = State::Done;
+                return reject(Problem::new(
+                    "",
+                    "bad_json",
+                    "the JSON ends inside this order (truncated file?)",
+                ));
+            }
+            Some(false) => {
+                return reject(Problem::new(
+                    "",
+                    "bad_json",
+                    format!(
+                        "the order is larger than {} MB (its first {} KB are kept here); the orders after it are read",
+                        MAX_ORDER_BYTES / (1024 * 1024),
+                        MAX_RAW / 1024
+                    ),
+                ))
+            }
+            None => {}
         }
         let obj = match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(o)) => o,
@@ -229,6 +258,28 @@ impl JsonOrderReader {
             return None;
         }
         Some(self.broken("no order list found in the file"))
+    }
+
+    /// The input ended inside the list of orders or an object around it: the file was cut
+    /// off, and orders after the last one read may be missing.
+    fn cut_off(&mut self) -> Option<Item> {
+        let list = if self.state == State::InArray {
+            "its list of orders"
+        } else {
+            "an object around its orders"
+        };
+        Some(self.broken(&format!(
+            "the file ends before {list} is closed: truncated? Orders after the last one read may be missing"
+        )))
+    }
+}
+
+/// A value read to its end: its bytes, or [`Broken::TooLarge`] with its start.
+fn ended(out: Vec<u8>, too_large: bool) -> Result<Vec<u8>, Broken> {
+    if too_large {
+        Err(Broken::TooLarge(out))
+    } else {
+        Ok(out)
     }
 }
 
@@ -270,7 +321,7 @@ impl OrderReader for JsonOrderReader {
                     None => return self.end_of_input(),
                 },
                 State::InArray => match self.peek() {
-                    None => return self.end_of_input(),
+                    None => return self.cut_off(),
                     Some(b']') => {
                         self.consume();
                         self.state = if self.depth > 0 {
@@ -286,7 +337,7 @@ impl OrderReader for JsonOrderReader {
                     }
                 },
                 State::InObject => match self.peek() {
-                    None => return self.end_of_input(),
+                    None => return self.cut_off(),
                     Some(b'}') => {
                         self.consume();
                         self.depth -= 1;
@@ -320,8 +371,8 @@ impl OrderReader for JsonOrderReader {
                         } else if env.descend.contains(&key.as_str()) && next == Some(b'{') {
                             self.consume();
                             self.depth += 1;
-                        } else if self.read_value(false).is_err() {
-                            return self.end_of_input();
+                        } else if let Err(Broken::Truncated(_)) = self.read_value(false) {
+                            return self.cut_off();
                         }
                     }
                     Some(_) => return Some(self.broken("unexpected text inside an object")),
@@ -450,6 +501,41 @@ mod tests {
         assert_eq!(
             (ok, bad, n),
             (vec!["1".into()], vec!["2:bad_json".into()], 2)
+        );
+        // Cut off between two orders, or after the list but inside the envelope: the orders
+        // read are kept and the cut is a rejected row.
+        for cut in [
+            r#"{"orders": [{"id": 1}, {"id": 2},"#,
+            r#"[{"id": 1}, {"id": 2}"#,
+        ] {
+            let (ok, bad, n) = read(cut);
+            assert_eq!(
+                (ok, bad, n),
+                (vec!["1".into(), "2".into()], vec!["3:bad_json".into()], 3),
+                "{cut}"
+            );
+        }
+        let (ok, bad, n) = read(r#"{"orders": [{"id": 1}], "next": "x""#);
+        assert_eq!(
+            (ok, bad, n),
+            (vec!["1".into()], vec!["2:bad_json".into()], 2)
+        );
+        // A whole file is not cut off.
+        let (ok, bad, n) = read(r#"{"orders": [{"id": 1}, {"id": 2}]}"#);
+        assert_eq!((ok.len(), bad.len(), n), (2, 0, 2));
+    }
+
+    #[test]
+    fn an_order_over_the_size_limit_is_rejected_and_the_next_ones_are_read() {
+        let big = format!(
+            r#"{{"id": 2, "note": "{}", "nested": [{{"a": "]}}"}}]}}"#,
+            "x".repeat(MAX_ORDER_BYTES)
+        );
+        let json = format!(r#"{{"orders": [{{"id": 1}}, {big}, {{"id": 3}}]}}"#);
+        let (ok, bad, n) = read(&json);
+        assert_eq!(
+            (ok, bad, n),
+            (vec!["1".into(), "3".into()], vec!["2:bad_json".into()], 3)
         );
     }
 }
