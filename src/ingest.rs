@@ -355,6 +355,7 @@ async fn ingest_file(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<PreparedChunkOf>(CHUNKS_AHEAD);
     let chunk_orders = options.chunk_orders;
     let mut reader = opened.reader;
+    let repeats = reader.repeats();
     let parser = std::thread::spawn(move || {
         let mut orders = Vec::with_capacity(chunk_orders);
         let mut rejected = Vec::new();
@@ -386,7 +387,7 @@ async fn ingest_file(
         for parsed in parsed_rx {
             let prepared = PreparedChunkOf {
                 orders_read: parsed.orders.len() as u64,
-                chunk: PreparedChunk::new(file_id, parsed.orders),
+                chunk: PreparedChunk::of_file(file_id, parsed.orders, repeats),
                 rejected: parsed.rejected,
                 rows_read: parsed.rows_read,
                 notes: parsed.notes,

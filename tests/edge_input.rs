@@ -92,3 +92,89 @@ fn a_json_file_cut_between_orders_is_flagged() {
     );
     assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders"), 2);
 }
+
+/// The same order object twice in a JSON export (API pages that overlapped): a JSON order is
+/// complete in itself, so the second copy replaces the first and never adds its lines to it
+/// (bug 16: #1101 was staged with its 2 lines twice, exit 0).
+#[test]
+fn a_json_order_seen_twice_is_not_staged_with_doubled_lines() {
+    let (ws, out) = ingest(
+        "sj",
+        "shopify",
+        None,
+        "",
+        &edge("sj1-same-order-twice-pagination-overlap.json"),
+    );
+    assert_code(&out, 0);
+    assert_eq!(
+        one(
+            &ws,
+            "SELECT line_count || ' ' || total || ' ' || row_count FROM staged_orders WHERE external_id = '#1101'"
+        ),
+        "2 68.71 1"
+    );
+    // Both copies were read; the order was staged once.
+    assert_eq!(
+        one(
+            &ws,
+            "SELECT rows || ' ' || rows_staged || ' ' || rejected FROM source_files"
+        ),
+        "3 3 0"
+    );
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders"), 2);
+}
+
+/// BigCommerce writes one row per order: a repeated Order ID row is the order again, not a
+/// second product (bug 16: order 101 was staged with 2 × Earl Grey against a total of 29.00).
+#[test]
+fn a_repeated_bigcommerce_order_row_does_not_double_its_lines() {
+    let (ws, out) = ingest(
+        "bc",
+        "bigcommerce",
+        Some("America/New_York"),
+        "",
+        &edge("b1-duplicated-order-row.csv"),
+    );
+    assert_code(&out, 0);
+    assert_eq!(
+        one(
+            &ws,
+            "SELECT line_count || ' ' || total FROM staged_orders WHERE external_id = '101'"
+        ),
+        "1 29.00"
+    );
+}
+
+/// Amazon order amounts are sums over the order's rows: an order whose rows are not contiguous
+/// (channel-formats.md loader rule 7) keeps the shipping, tax and total of every row (bug 16:
+/// only the first part's were kept, and sent to Dynamics as freight and total).
+#[test]
+fn an_amazon_order_split_in_the_file_keeps_every_rows_amounts() {
+    for chunk in ["1", "250"] {
+        let ws = Workspace::new();
+        ws.write_config(None, "[[channel]]\nname = \"amz\"\nformat = \"amazon\"\n");
+        let out = ws
+            .cmd()
+            .env("ORDERLOAD_INGEST_CHUNK_ORDERS", chunk)
+            .args([
+                "ingest",
+                "--channel",
+                "amz",
+                edge("am9-split-order-same-currency.txt").to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert_code(&out, 0);
+        // rows 1 and 3: 10.00 + 20.00 items, 0.80 + 1.60 tax, 2.00 + 3.00 shipping
+        assert_eq!(
+            one(
+                &ws,
+                "SELECT json_extract(payload, '$.shipping_amount') || ' ' || json_extract(payload, '$.tax')
+                        || ' ' || json_extract(payload, '$.subtotal') || ' ' || total || ' ' || line_count
+                 FROM staged_orders WHERE external_id = '111-0000011-0000011'"
+            ),
+            "5.00 2.40 30.00 37.40 2",
+            "chunk_orders = {chunk}"
+        );
+    }
+}

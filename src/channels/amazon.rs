@@ -264,6 +264,11 @@ impl RowAdapter for Amazon {
         Ok(row)
     }
 
+    /// The order's amounts are sums over its rows.
+    fn repeats(&self) -> crate::model::Repeats {
+        crate::model::Repeats::MoreLinesAndAmounts
+    }
+
     fn build(&self, key: &str, head: OrderHead, rows: Vec<AmazonRow>) -> Result<Order, Problem> {
         if self.unshipped {
             return Err(Problem::new(

@@ -170,6 +170,11 @@ impl RowAdapter for BigCommerce {
     type Head = BigHead;
     type Row = Vec<LineDraft>;
 
+    /// One row per order.
+    fn repeats(&self) -> crate::model::Repeats {
+        crate::model::Repeats::WholeOrder
+    }
+
     fn key_column(&self) -> &str {
         "Order ID"
     }

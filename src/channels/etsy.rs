@@ -392,6 +392,11 @@ impl RowAdapter for EtsyOrders {
     type Head = OrdersRow;
     type Row = ();
 
+    /// One row per order (its items joined from the items file).
+    fn repeats(&self) -> crate::model::Repeats {
+        crate::model::Repeats::WholeOrder
+    }
+
     fn key_column(&self) -> &str {
         "Order ID"
     }

@@ -49,6 +49,10 @@ pub(crate) trait RowAdapter: Send {
     fn row(&self, rec: &Record) -> Result<Self::Row, Problem>;
     /// Assemble the order; `source.rows` and `source.path` are filled in by the caller.
     fn build(&self, key: &str, head: Self::Head, rows: Vec<Self::Row>) -> Result<Order, Problem>;
+    /// What the order's key seen again, not contiguous, means.
+    fn repeats(&self) -> crate::model::Repeats {
+        crate::model::Repeats::MoreLines
+    }
 }
 
 struct GroupRow<R> {
@@ -128,7 +132,10 @@ impl<A: RowAdapter> GroupedReader<A> {
             self.reject(number, raw, p);
             return;
         }
-        let starts_new = self.group.as_ref().is_none_or(|g| g.key != key);
+        // A format of one record per order starts a new order with every record, even one
+        // with the key before it: the order again (its copy replaces the first), not a line.
+        let whole = self.adapter.repeats() == crate::model::Repeats::WholeOrder;
+        let starts_new = whole || self.group.as_ref().is_none_or(|g| g.key != key);
         let data = shape.clone().and_then(|_| self.adapter.row(&rec));
         let head = starts_new.then(|| shape.and_then(|_| self.adapter.head(&rec)));
         if starts_new {
@@ -171,7 +178,8 @@ impl<A: RowAdapter> GroupedReader<A> {
             columns: &self.source.columns,
         };
         let key = self.adapter.key(&rec);
-        if key.is_empty() || self.group.as_ref().is_none_or(|g| g.key != key) {
+        let whole = self.adapter.repeats() == crate::model::Repeats::WholeOrder;
+        if key.is_empty() || whole || self.group.as_ref().is_none_or(|g| g.key != key) {
             self.flush();
             // With its key: an earlier, far-apart part of its order is held back in staging.
             let key = (!key.is_empty()).then_some(key.as_str());
@@ -343,6 +351,10 @@ impl<A: RowAdapter> OrderReader for GroupedReader<A> {
 
     fn rows_read(&self) -> u64 {
         self.source.rows_read()
+    }
+
+    fn repeats(&self) -> crate::model::Repeats {
+        self.adapter.repeats()
     }
 
     fn notes(&self) -> Vec<String> {

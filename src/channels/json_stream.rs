@@ -384,6 +384,11 @@ impl OrderReader for JsonOrderReader {
     fn rows_read(&self) -> u64 {
         self.rows_read
     }
+
+    /// Each object is a whole order.
+    fn repeats(&self) -> crate::model::Repeats {
+        crate::model::Repeats::WholeOrder
+    }
 }
 
 /// A JSON scalar as text: strings trimmed, numbers by their decimal text, else `None`.

@@ -118,6 +118,10 @@ pub trait OrderReader: Send {
     fn notes(&self) -> Vec<String> {
         Vec::new()
     }
+    /// What an order key seen again in this file means.
+    fn repeats(&self) -> crate::model::Repeats {
+        crate::model::Repeats::MoreLines
+    }
 }
 
 /// What [`open_file`] learned about a file before reading its records.

@@ -77,6 +77,24 @@ pub struct OrderLine {
     pub tax: Decimal,
 }
 
+/// What an order key seen again in the same file means: how a later part of an order is
+/// combined with what the file gave for it before (`staging::prepare::merge_into`). The
+/// reader of each format says which (`channels::OrderReader::repeats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Repeats {
+    /// More rows of the order, further down (row-per-item exports whose order-level fields
+    /// are stated once, e.g. on the first row): its lines are added.
+    #[default]
+    MoreLines,
+    /// More rows of an order whose order-level amounts are sums over its rows (Amazon): its
+    /// lines are added and so are its subtotal, shipping, tax, discount and total.
+    MoreLinesAndAmounts,
+    /// The whole order again (one record per order: JSON exports, BigCommerce, Etsy's orders
+    /// file), e.g. pages of an API export that overlap: it replaces the earlier copy (a
+    /// no-op when the same), never adds to it.
+    WholeOrder,
+}
+
 /// Where an order came from: the file and the 1-based data-record numbers in it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Provenance {

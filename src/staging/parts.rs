@@ -6,7 +6,7 @@
 use super::prepare::{merge_into, PreparedOrder};
 use super::StagingError;
 use crate::channels::RejectedRow;
-use crate::model::Order;
+use crate::model::{Order, Repeats};
 use std::collections::HashMap;
 
 /// The claim's condition (both backends' SQL, on `staged_orders`) that keeps an order whose
@@ -123,7 +123,22 @@ pub(super) enum Relation {
 }
 
 /// `same_file_rows`: the stored copy's `source_rows` when this file staged it, else `None`.
+/// A whole order seen again ([`Repeats::WholeOrder`]) never continues an earlier copy: it is
+/// compared with it and replaces it if it differs.
 pub(super) fn relate(
+    part: &PreparedOrder,
+    id: i64,
+    same_file_rows: Option<&str>,
+    read: &mut ReadMemory,
+) -> Relation {
+    let relation = relate_part(part, id, same_file_rows, read);
+    match relation {
+        Relation::Continues { .. } if part.repeats == Repeats::WholeOrder => Relation::Compare,
+        _ => relation,
+    }
+}
+
+fn relate_part(
     part: &PreparedOrder,
     id: i64,
     same_file_rows: Option<&str>,
@@ -189,8 +204,8 @@ pub(super) fn continue_stored(
         earlier.source.rows = rows;
     }
     earlier.source.file_id = later.source.file_id;
-    merge_into(&mut earlier, later);
-    Ok(PreparedOrder::new(earlier, buf))
+    merge_into(&mut earlier, later, part.repeats);
+    Ok(PreparedOrder::new(earlier, part.repeats, buf))
 }
 
 /// The orders with rows rejected in this chunk, each with the ledger message for holding it
@@ -240,7 +255,7 @@ mod tests {
         o.source.file_id = Some(file_id);
         o.source.path = Some(path.into());
         o.source.rows = rows;
-        PreparedOrder::new(o, &mut Vec::new())
+        PreparedOrder::new(o, Repeats::MoreLines, &mut Vec::new())
     }
 
     #[test]
@@ -248,7 +263,7 @@ mod tests {
         let mut later = order();
         later.source.rows = vec![9, 12];
         let mut buf = Vec::new();
-        let p = PreparedOrder::new(later, &mut buf);
+        let p = PreparedOrder::new(later, Repeats::MoreLines, &mut buf);
         assert_eq!(p.first_row, 9);
         // Earlier in the same read: merged.
         assert_eq!(
@@ -277,6 +292,22 @@ mod tests {
             against_same_file(&p, "not json"),
             Relation::Continues { earlier_rows: None }
         );
+    }
+
+    #[test]
+    fn a_whole_order_seen_again_is_compared_never_continued() {
+        let mut again = order();
+        again.source.rows = vec![9];
+        let p = PreparedOrder::new(again, Repeats::WholeOrder, &mut Vec::new());
+        let mut read = ReadMemory::default();
+        assert_eq!(relate(&p, 7, Some("[1]"), &mut read), Relation::Compare);
+        assert_eq!(
+            relate(&p, 7, Some("[9]"), &mut read),
+            Relation::AlreadyStored { first: true }
+        );
+        // After a copy found unchanged from another file's.
+        read.remember_unchanged(7, &part(2, "/in/b.csv", vec![3]));
+        assert_eq!(relate(&p, 7, None, &mut read), Relation::Compare);
     }
 
     #[test]
@@ -376,7 +407,7 @@ mod tests {
     /// The stored form of `a` with `b`'s lines after its own.
     fn merged_payload(a: &PreparedOrder, b: &PreparedOrder) -> String {
         let mut o = a.order().unwrap();
-        merge_into(&mut o, b.order().unwrap());
-        PreparedOrder::new(o, &mut Vec::new()).payload
+        merge_into(&mut o, b.order().unwrap(), Repeats::MoreLines);
+        PreparedOrder::new(o, Repeats::MoreLines, &mut Vec::new()).payload
     }
 }

@@ -2,7 +2,7 @@
 //! merged, each order serialized once and hashed. The ingest pipeline does this on a thread of
 //! its own, so the one thread that writes to the database only writes.
 
-use crate::model::{json, Order};
+use crate::model::{json, Order, Repeats};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
@@ -31,8 +31,26 @@ fn content_hash_of(bytes: &[u8]) -> String {
     format!("{CONTENT_HASH_V3}{h:032x}")
 }
 
-/// Append `later`'s lines and rows to `earlier` (same order key seen twice in one file).
-pub(super) fn merge_into(earlier: &mut Order, later: Order) {
+/// Combine `later` with `earlier`, the same order key seen before in one file, as `repeats`
+/// says: add its lines and rows (and, for [`Repeats::MoreLinesAndAmounts`], its amounts), or
+/// take it instead of `earlier` ([`Repeats::WholeOrder`]).
+pub(super) fn merge_into(earlier: &mut Order, later: Order, repeats: Repeats) {
+    if repeats == Repeats::WholeOrder {
+        *earlier = later;
+        return;
+    }
+    if repeats == Repeats::MoreLinesAndAmounts {
+        let add = |a: &mut Option<rust_decimal::Decimal>, b: Option<rust_decimal::Decimal>| {
+            if let Some(b) = b {
+                *a = Some(a.unwrap_or_default() + b);
+            }
+        };
+        add(&mut earlier.subtotal, later.subtotal);
+        add(&mut earlier.shipping_amount, later.shipping_amount);
+        add(&mut earlier.tax, later.tax);
+        add(&mut earlier.discount, later.discount);
+        add(&mut earlier.total, later.total);
+    }
     let offset = earlier.lines.len() as u32;
     earlier.lines.extend(later.lines.into_iter().map(|mut l| {
         l.line_number += offset;
@@ -42,8 +60,9 @@ pub(super) fn merge_into(earlier: &mut Order, later: Order) {
 }
 
 /// A chunk's orders with their file set and those that appear more than once in it
-/// (non-contiguous rows) merged into one, and the number of input rows they came from.
-fn merge_chunk(file_id: i64, orders: Vec<Order>) -> (Vec<Order>, u64) {
+/// (non-contiguous rows) combined into one ([`merge_into`]), and the number of input rows
+/// they came from.
+fn merge_chunk(file_id: i64, orders: Vec<Order>, repeats: Repeats) -> (Vec<Order>, u64) {
     let mut rows = 0u64;
     let mut merged: Vec<Order> = Vec::with_capacity(orders.len());
     let mut index: HashMap<(String, String), usize> = HashMap::new();
@@ -52,7 +71,7 @@ fn merge_chunk(file_id: i64, orders: Vec<Order>) -> (Vec<Order>, u64) {
         rows += order.source.rows.len() as u64;
         let key = (order.channel.clone(), order.external_id.clone());
         match index.get(&key) {
-            Some(&i) => merge_into(&mut merged[i], order),
+            Some(&i) => merge_into(&mut merged[i], order, repeats),
             None => {
                 index.insert(key, merged.len());
                 merged.push(order);
@@ -92,10 +111,12 @@ pub struct PreparedOrder {
     pub(super) hash: String,
     /// The stored form (`json::write_order_stored`), whose bytes `hash` is taken over.
     pub(super) payload: String,
+    /// What the order's key seen again in the same file means (its file's format).
+    pub(super) repeats: Repeats,
 }
 
 impl PreparedOrder {
-    pub(super) fn new(order: Order, buf: &mut Vec<u8>) -> Self {
+    pub(super) fn new(order: Order, repeats: Repeats, buf: &mut Vec<u8>) -> Self {
         buf.clear();
         json::write_order_stored(&order, buf);
         let hash = content_hash_of(buf);
@@ -115,6 +136,7 @@ impl PreparedOrder {
             external_id: order.external_id,
             hash,
             payload,
+            repeats,
         }
     }
 
@@ -156,14 +178,20 @@ pub struct PreparedChunk {
 }
 
 impl PreparedChunk {
-    /// Set the orders' file, merge orders that appear more than once, serialize and hash each.
+    /// Set the orders' file, combine orders that appear more than once (as more lines of the
+    /// order: [`Repeats::MoreLines`]), serialize and hash each.
     pub fn new(file_id: i64, orders: Vec<Order>) -> Self {
-        let (merged, rows_staged) = merge_chunk(file_id, orders);
+        Self::of_file(file_id, orders, Repeats::MoreLines)
+    }
+
+    /// As [`new`](Self::new) for a file whose format says what a repeated key means.
+    pub fn of_file(file_id: i64, orders: Vec<Order>, repeats: Repeats) -> Self {
+        let (merged, rows_staged) = merge_chunk(file_id, orders, repeats);
         let mut buf = Vec::with_capacity(4096);
         PreparedChunk {
             orders: merged
                 .into_iter()
-                .map(|o| PreparedOrder::new(o, &mut buf))
+                .map(|o| PreparedOrder::new(o, repeats, &mut buf))
                 .collect(),
             rows_staged,
         }
@@ -210,7 +238,7 @@ pub(super) mod tests {
     fn the_payload_is_the_stored_form_and_the_hash_is_taken_over_it() {
         let o = order();
         let mut buf = Vec::new();
-        let p = PreparedOrder::new(o.clone(), &mut buf);
+        let p = PreparedOrder::new(o.clone(), Repeats::MoreLines, &mut buf);
         assert_eq!(p.hash, content_hash(&o));
         assert!(p.hash.starts_with(CONTENT_HASH_V3) && p.hash.len() == 3 + 32);
         assert!(!p.payload.contains("null"), "{}", p.payload);
@@ -224,6 +252,38 @@ pub(super) mod tests {
         let mut expected = o;
         expected.source.path = None;
         assert_eq!(back, expected);
+    }
+
+    #[test]
+    fn a_repeated_key_adds_lines_adds_amounts_too_or_replaces_as_the_format_says() {
+        let mut later = order();
+        later.source.rows = vec![9];
+        later.lines[0].name = "Cap / L".into();
+        later.total = Some("10.00".parse().unwrap());
+        later.tax = None;
+        let combined = |repeats| {
+            let chunk = PreparedChunk::of_file(3, vec![order(), later.clone()], repeats);
+            assert_eq!((chunk.len(), chunk.rows_staged), (1, 3));
+            chunk.orders[0].order().unwrap()
+        };
+        let names = |o: &Order| o.lines.iter().map(|l| l.name.clone()).collect::<Vec<_>>();
+        // More lines: the first part's amounts stay.
+        let o = combined(Repeats::MoreLines);
+        assert_eq!(names(&o), ["Tee / M", "Cap / L"]);
+        assert_eq!(o.total.unwrap().to_string(), "27.78");
+        assert_eq!(o.source.rows, [1, 2, 9]);
+        // Amounts that are sums over rows (Amazon) add up; an absent one adds nothing.
+        let o = combined(Repeats::MoreLinesAndAmounts);
+        assert_eq!(names(&o), ["Tee / M", "Cap / L"]);
+        assert_eq!(o.total.unwrap().to_string(), "37.78");
+        assert_eq!(o.subtotal.unwrap().to_string(), "45.66");
+        assert_eq!(o.tax, None);
+        assert_eq!(o.lines[1].line_number, 2);
+        // A whole order again replaces the first copy.
+        let o = combined(Repeats::WholeOrder);
+        assert_eq!(names(&o), ["Cap / L"]);
+        assert_eq!(o.total.unwrap().to_string(), "10.00");
+        assert_eq!(o.source.rows, [9]);
     }
 
     #[test]
@@ -250,7 +310,7 @@ pub(super) mod tests {
     fn hashes_of_every_version_recognise_the_same_content_and_only_it() {
         let o = order();
         let mut buf = Vec::new();
-        let prepared = PreparedOrder::new(o.clone(), &mut buf);
+        let prepared = PreparedOrder::new(o.clone(), Repeats::MoreLines, &mut buf);
         // What databases staged before version 3 hold: the full JSON with an empty source
         // (serde_json's bytes), hashed with SHA-256 (version 1) or XXH3-128 (version 2).
         let mut unsourced = o.clone();
@@ -272,7 +332,7 @@ pub(super) mod tests {
         ] {
             let mut changed = o.clone();
             change(&mut changed);
-            let c = PreparedOrder::new(changed, &mut buf);
+            let c = PreparedOrder::new(changed, Repeats::MoreLines, &mut buf);
             assert_ne!(c.hash, prepared.hash);
             assert!(!c.has_hash(&v1));
             assert!(!c.has_hash(&v2));
@@ -285,7 +345,7 @@ pub(super) mod tests {
             path: Some("/elsewhere.csv".into()),
             rows: vec![4, 5],
         };
-        let m = PreparedOrder::new(moved, &mut buf);
+        let m = PreparedOrder::new(moved, Repeats::MoreLines, &mut buf);
         assert_eq!(m.hash, prepared.hash);
         assert!(m.has_hash(&v1) && m.has_hash(&v2));
     }
