@@ -201,6 +201,325 @@ async fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
     emu.shutdown().await;
 }
 
+/// What a SIGKILLed `rerun` left behind.
+struct KilledRerun {
+    /// Its row in `runs` (none when the kill came before the run was recorded).
+    run_id: Option<i64>,
+    /// Orders it put back to pending (its `rerun` ledger events).
+    requeued: i64,
+    /// Orders it sent and recorded as succeeded before the kill.
+    succeeded: i64,
+    /// Orders it had claimed and not recorded: still in flight under its claim.
+    in_flight: i64,
+    /// Batches it had started and not recorded (requests on the wire or waiting for one).
+    sending: i64,
+}
+
+/// `orderload rerun ARGS` as a child process, SIGKILLed after `delay`; panics if it ended
+/// by itself before that (the kill must land mid-work).
+async fn kill_rerun_after(ws: &Workspace, args: &[&str], delay: Duration) -> KilledRerun {
+    let runs_before = ws.query_i64("SELECT COALESCE(MAX(id), 0) FROM runs");
+    let mut child = ws
+        .cmd()
+        .arg("rerun")
+        .args(args)
+        .stdout(std::fs::File::create(ws.path().join("rerun.out")).unwrap())
+        .stderr(std::fs::File::create(ws.path().join("rerun.err")).unwrap())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(delay).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "rerun {args:?} ended before the kill after {delay:?}; give it more work\n{}\n{}",
+        std::fs::read_to_string(ws.path().join("rerun.out")).unwrap(),
+        std::fs::read_to_string(ws.path().join("rerun.err")).unwrap()
+    );
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let run_id = ws
+        .query_strings(&format!(
+            "SELECT CAST(id AS TEXT) FROM runs WHERE command = 'rerun' AND pid = {} AND id > {runs_before}",
+            child.id()
+        ))
+        .first()
+        .map(|id| id.parse::<i64>().unwrap());
+    let of_run =
+        |sql: &str| run_id.map_or(0, |r| ws.query_i64(&sql.replace("RUN", &r.to_string())));
+    KilledRerun {
+        run_id,
+        requeued: of_run("SELECT COUNT(*) FROM ledger WHERE run_id = RUN AND error_code = 'rerun'"),
+        succeeded: of_run(
+            "SELECT COUNT(*) FROM ledger WHERE run_id = RUN AND to_status = 'succeeded'",
+        ),
+        in_flight: of_run(
+            "SELECT COUNT(*) FROM staged_orders WHERE status = 'in_flight' AND last_run_id = RUN",
+        ),
+        sending: of_run("SELECT COUNT(*) FROM batches WHERE run_id = RUN AND status = 'sending'"),
+    }
+}
+
+/// `submit --max-orders N` with every answer from Dynamics lost after it stored the orders:
+/// N orders end `failed` (retries exhausted) in one batch while Dynamics has them. The batch.
+async fn fail_one_batch(ws: &Workspace, emu: &str, orders: usize) -> i64 {
+    post_json(
+        &format!("{emu}/_emulator/faults"),
+        json!({"drop_rate": 1.0, "latency_ms": 0, "latency_per_op_ms": 0}),
+    )
+    .await;
+    edit_config(ws, "batch_size = 2", &format!("batch_size = {orders}"));
+    let out = run_async(ws, &["submit", "--max-orders", &orders.to_string()]).await;
+    edit_config(ws, &format!("batch_size = {orders}"), "batch_size = 2");
+    assert_code(&out, 3);
+    let batch = ws.query_i64("SELECT MAX(id) FROM batches");
+    assert_eq!(
+        ws.query_strings(&format!(
+            "SELECT orders || ' ' || failed FROM batches WHERE id = {batch}"
+        )),
+        [format!("{orders} {orders}")]
+    );
+    batch
+}
+
+pub const RERUN_KILL_ROUNDS: usize = 8;
+pub const RERUN_KILL_ORDERS: usize = 120;
+
+/// `rerun` SIGKILLed at seeded moments while it resends, in its three writing forms:
+/// `--batch ID` (a batch whose orders failed), `--failed`, and `--include-succeeded --batch …`
+/// (orders Dynamics has, sent again as updates). Each round first makes two batches of 16
+/// orders fail with their answers lost (Dynamics stored them), then kills the three reruns one
+/// after the other, each finding what the kill before it left. A `submit` finishes the job:
+/// every order once in Dynamics with its lines once, nothing stuck, each rerun that got far
+/// enough recorded in `reruns` and in the ledger, and no order sent by a rerun that had not
+/// chosen it.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_of_rerun_at_random_moments_loses_nothing_and_duplicates_nothing() {
+    let emu = emulator(|_| {}).await;
+    let ws = Workspace::new();
+    ws.write_config(Some(&emu.base_url), SHOP);
+    small_batches(&ws, 2);
+    // A failed order stays failed until an operator reruns it (one attempt per claim).
+    edit_config(
+        &ws,
+        "lease_secs = 5",
+        "lease_secs = 5\nmax_parallel = 2\nmax_attempts = 1",
+    );
+    edit_config(&ws, "max_retries = 8", "max_retries = 1");
+    ingest_generated(&ws, RERUN_KILL_ORDERS, 2, "V");
+    assert_code(&run_async(&ws, &["submit", "--max-orders", "40"]).await, 0);
+    let sent_batches = ws.query_strings("SELECT CAST(id AS TEXT) FROM batches ORDER BY id");
+    assert_eq!(sent_batches.len(), 20);
+    let mut include_succeeded = vec!["--include-succeeded", "--batch"];
+    include_succeeded.extend(sent_batches.iter().map(String::as_str));
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x2e_2a11);
+    let mut kills = Vec::new();
+    for _round in 0..RERUN_KILL_ROUNDS {
+        let failed_batch = fail_one_batch(&ws, &emu.base_url, 16).await.to_string();
+        fail_one_batch(&ws, &emu.base_url, 16).await;
+        // Answers come back again, slowly: 50 ms a request and 50 ms an operation (a batch
+        // of 2 orders of 2 lines is 6 operations), so that kills land while batches are out.
+        post_json(
+            &format!("{}/_emulator/faults", emu.base_url),
+            json!({"drop_rate": 0.0, "latency_ms": 50, "latency_per_op_ms": 50}),
+        )
+        .await;
+        for args in [
+            vec!["--batch", failed_batch.as_str()],
+            vec!["--failed"],
+            include_succeeded.clone(),
+        ] {
+            let delay = Duration::from_millis(rng.gen_range(100..1200));
+            let killed = kill_rerun_after(&ws, &args, delay).await;
+            // A kill never leaves a status half-changed or a failure without its reason.
+            assert_eq!(
+                ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE status NOT IN ('pending', 'in_flight', 'succeeded', 'failed')"),
+                0
+            );
+            assert_eq!(
+                ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE status = 'failed' AND (COALESCE(last_error_code, '') = '' OR COALESCE(last_error_message, '') = '')"),
+                0,
+                "a failed order without a reason"
+            );
+            let report = report_json(&ws).await;
+            assert_eq!(report["reconciliation"]["balanced"], true, "{report}");
+            kills.push((
+                args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                delay,
+                killed,
+            ));
+        }
+    }
+    for (args, delay, k) in &kills {
+        eprintln!(
+            "rerun kill after {:>4} ms: run {:?}, {} requeued, {} succeeded, {} left in flight, {} batches out: rerun {}",
+            delay.as_millis(),
+            k.run_id,
+            k.requeued,
+            k.succeeded,
+            k.in_flight,
+            k.sending,
+            args[..args.len().min(2)].join(" ")
+        );
+    }
+    let mid_send = kills
+        .iter()
+        .filter(|(_, _, k)| k.in_flight > 0 && k.sending > 0)
+        .count();
+    let after_some_success = kills.iter().filter(|(_, _, k)| k.succeeded > 0).count();
+    assert!(
+        mid_send >= kills.len() / 2,
+        "only {mid_send} of {} kills landed while a batch was out",
+        kills.len()
+    );
+    assert!(
+        after_some_success >= kills.len() / 4,
+        "{after_some_success}"
+    );
+    // No rerun sends an order it did not choose: an order nothing ever claimed is not in
+    // Dynamics (and there are such orders: the rest of the file).
+    let never_claimed = ws.query_strings(
+        "SELECT 'shop ' || external_id FROM staged_orders WHERE id NOT IN (SELECT order_id FROM ledger WHERE to_status = 'in_flight')",
+    );
+    assert!(never_claimed.len() >= 20, "{never_claimed:?}");
+    let stored: Vec<Value> = stored_orders(&emu.base_url).await;
+    assert!(
+        stored
+            .iter()
+            .all(|o| !never_claimed.iter().any(|n| o["name"] == n.as_str())),
+        "an order no run claimed is in Dynamics"
+    );
+
+    // Each killed rerun that got that far recorded its request in `reruns` and a `rerun`
+    // ledger event for each order it put back to pending — both or neither — and claimed only
+    // those orders; the batches of a `rerun --batch ID` name the batch they resend.
+    for (args, _, k) in &kills {
+        let Some(run) = k.run_id else { continue };
+        let recorded = ws.query_strings(&format!(
+            "SELECT orders || ' ' || mode || ' ' || filter FROM reruns WHERE run_id = {run}"
+        ));
+        if k.requeued == 0 {
+            assert!(
+                recorded.is_empty(),
+                "rerun {args:?}: recorded as {recorded:?}, but no order was put back to pending"
+            );
+            assert_eq!(k.in_flight + k.succeeded, 0, "rerun {args:?}");
+            continue;
+        }
+        assert_eq!(recorded.len(), 1, "rerun {args:?}: {recorded:?}");
+        let (head, filter) = recorded[0].split_at(recorded[0].find('{').unwrap());
+        assert_eq!(head, format!("{} submit ", k.requeued), "rerun {args:?}");
+        let filter: Value = serde_json::from_str(filter).unwrap();
+        assert_eq!(
+            filter["failed"],
+            args.iter().any(|a| a == "--failed"),
+            "{filter}"
+        );
+        assert_eq!(
+            filter["include_succeeded"],
+            args.iter().any(|a| a == "--include-succeeded"),
+            "{filter}"
+        );
+        let batches: Vec<Value> = args
+            .iter()
+            .filter_map(|a| a.parse::<i64>().ok())
+            .map(Value::from)
+            .collect();
+        assert_eq!(filter["batches"], Value::Array(batches), "{filter}");
+        assert_eq!(
+            ws.query_i64(&format!(
+                "SELECT COUNT(*) FROM ledger WHERE run_id = {run} AND to_status = 'in_flight'
+                   AND order_id NOT IN (SELECT order_id FROM ledger WHERE run_id = {run} AND error_code = 'rerun')"
+            )),
+            0,
+            "rerun {args:?} claimed an order it had not chosen"
+        );
+        if args[0] == "--batch" {
+            assert_eq!(
+                ws.query_i64(&format!(
+                    "SELECT COUNT(*) FROM batches WHERE run_id = {run} AND parent_batch_id IS NOT {}",
+                    args[1]
+                )),
+                0
+            );
+        }
+    }
+
+    // Answers at once again. What the last `rerun --failed` did not take is rerun, and a
+    // normal submit recovers what the last kill left in flight and sends everything left.
+    post_json(
+        &format!("{}/_emulator/faults", emu.base_url),
+        json!({"latency_ms": 0, "latency_per_op_ms": 0}),
+    )
+    .await;
+    if count(&ws, "failed") > 0 {
+        assert_code(&run_async(&ws, &["rerun", "--failed"]).await, 0);
+    }
+    assert_code(&run_async(&ws, &["submit"]).await, 0);
+    assert_eq!(count(&ws, "succeeded"), RERUN_KILL_ORDERS as i64);
+    let left_in_flight: i64 = kills.iter().map(|(_, _, k)| k.in_flight).sum();
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM ledger WHERE error_code = 'recovered'"),
+        left_in_flight,
+        "one recovered event per order a kill left in flight"
+    );
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM ledger WHERE error_code = 'recovered' AND (from_status != 'in_flight' OR to_status != 'pending')"),
+        0
+    );
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM runs WHERE command = 'rerun' AND finished_at IS NULL"),
+        kills.iter().filter(|(_, _, k)| k.run_id.is_some()).count() as i64,
+        "every killed rerun, and only those, never finished"
+    );
+    // The ledger tells each order's story without a gap: every event starts where the one
+    // before it ended, the last ends at the order's status, and every failure has a reason.
+    assert_eq!(
+        ws.query_strings(
+            "SELECT order_id || ': ' || COALESCE(prev, '-') || ', then ' || COALESCE(from_status, '-') || ' -> ' || to_status
+             FROM (SELECT order_id, from_status, to_status,
+                          LAG(to_status) OVER (PARTITION BY order_id ORDER BY id) AS prev FROM ledger)
+             WHERE prev IS NOT from_status LIMIT 5"
+        ),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ws.query_i64(
+            "SELECT COUNT(*) FROM staged_orders o
+             WHERE status IS NOT (SELECT to_status FROM ledger WHERE order_id = o.id ORDER BY id DESC LIMIT 1)"
+        ),
+        0
+    );
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM ledger WHERE to_status = 'failed' AND (COALESCE(error_code, '') = '' OR COALESCE(message, '') = '')"),
+        0
+    );
+    // Dynamics has every order once, each with its 2 lines once.
+    let stored = stored_orders(&emu.base_url).await;
+    assert_eq!(stored.len(), RERUN_KILL_ORDERS);
+    for o in &stored {
+        let name = o["name"].as_str().unwrap().replace(' ', ".");
+        assert_eq!(
+            o["line_keys"],
+            json!([format!("{name}.1"), format!("{name}.2")]),
+            "{o}"
+        );
+    }
+    let state = emu.state().await;
+    assert_eq!(state["salesorders"], RERUN_KILL_ORDERS, "{state}");
+    assert_eq!(state["salesorderdetails"], RERUN_KILL_ORDERS * 2, "{state}");
+    let report = assert_consistent(&ws).await;
+    assert_eq!(report["orders"]["succeeded"], RERUN_KILL_ORDERS);
+    eprintln!(
+        "rerun crash figures: kills={} mid_send={mid_send} after_some_success={after_some_success} recovered_events={left_in_flight} never_claimed_before_the_end={} reruns_recorded={} emulator_requests={} batches={}",
+        kills.len(),
+        never_claimed.len(),
+        ws.query_i64("SELECT COUNT(*) FROM reruns"),
+        state["requests"],
+        state["batches"]
+    );
+    emu.shutdown().await;
+}
+
 pub const INGEST_KILLS: usize = 6;
 pub const INGEST_KILL_ORDERS: usize = 3000;
 
