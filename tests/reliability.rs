@@ -287,10 +287,11 @@ pub const RERUN_KILL_ORDERS: usize = 120;
 /// `--batch ID` (a batch whose orders failed), `--failed`, and `--include-succeeded --batch …`
 /// (orders Dynamics has, sent again as updates). Each round first makes two batches of 16
 /// orders fail with their answers lost (Dynamics stored them), then kills the three reruns one
-/// after the other, each finding what the kill before it left. A `submit` finishes the job:
-/// every order once in Dynamics with its lines once, nothing stuck, each rerun that got far
-/// enough recorded in `reruns` and in the ledger, and no order sent by a rerun that had not
-/// chosen it.
+/// after the other, each finding what the kill before it left. The last one is then run again
+/// to its end (it must send every order of its batches, those the kill left in flight too),
+/// and a `submit` finishes the job: every order once in Dynamics with its lines once, nothing
+/// stuck, each rerun that got far enough recorded in `reruns` and in the ledger, and no order
+/// sent by a rerun that had not chosen it.
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_of_rerun_at_random_moments_loses_nothing_and_duplicates_nothing() {
     let emu = emulator(|_| {}).await;
@@ -444,13 +445,38 @@ async fn sigkill_of_rerun_at_random_moments_loses_nothing_and_duplicates_nothing
         }
     }
 
-    // Answers at once again. What the last `rerun --failed` did not take is rerun, and a
-    // normal submit recovers what the last kill left in flight and sends everything left.
+    // Answers at once again. The last kill's rerun, run again to its end, sends every order
+    // of its batches, also those the kill left in flight: this rerun holds the lease, so their
+    // run is dead (it used to skip them as "in flight in another run" and leave them pending).
     post_json(
         &format!("{}/_emulator/faults", emu.base_url),
         json!({"latency_ms": 0, "latency_per_op_ms": 0}),
     )
     .await;
+    let left_by_the_last_kill = kills.last().unwrap().2.in_flight;
+    assert!(left_by_the_last_kill > 0);
+    let mut again = vec!["rerun"];
+    again.extend(include_succeeded.iter().copied());
+    let out = run_async(&ws, &again).await;
+    assert_code(&out, 0);
+    assert!(
+        stdout(&out).contains(&format!(
+            "put back to pending {left_by_the_last_kill} orders left in flight by a run that died"
+        )) && !stdout(&out).contains("in flight in another run"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        ws.query_strings(&format!(
+            "SELECT DISTINCT status FROM staged_orders
+             WHERE id IN (SELECT order_id FROM ledger WHERE batch_id IN ({}))",
+            sent_batches.join(", ")
+        )),
+        ["succeeded"],
+        "the rerun left orders of its batches unsent"
+    );
+    // What the last `rerun --failed` did not take is rerun, and a normal submit sends
+    // everything left.
     if count(&ws, "failed") > 0 {
         assert_code(&run_async(&ws, &["rerun", "--failed"]).await, 0);
     }

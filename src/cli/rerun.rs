@@ -109,7 +109,7 @@ pub async fn run(ctx: &Context, args: RerunArgs) -> anyhow::Result<u8> {
             bail!("batch {b} does not exist (see `orderload report` for batch ids)");
         }
     }
-    let candidates = staging.rerun_candidates(&filter).await?;
+    let mut candidates = staging.rerun_candidates(&filter).await?;
     for (c, id) in &filter.orders {
         if !candidates
             .iter()
@@ -123,13 +123,22 @@ pub async fn run(ctx: &Context, args: RerunArgs) -> anyhow::Result<u8> {
         super::print_stdout("dry run: nothing was changed\n")?;
         return Ok(exit_codes::OK);
     }
-    let ids: Vec<i64> = candidates
-        .iter()
-        .filter(|c| c.included)
-        .map(|c| c.id)
-        .collect();
-    super::print_stdout(&render_plan(&candidates))?;
-    if ids.is_empty() {
+    let included = |candidates: &[RerunCandidate]| -> Vec<i64> {
+        candidates
+            .iter()
+            .filter(|c| c.included)
+            .map(|c| c.id)
+            .collect()
+    };
+    let mut ids = included(&candidates);
+    // On SQLite one runner at a time holds the lease, so once this rerun holds it an order in
+    // flight under another claim was left by a run that died (a killed rerun or submit). Put
+    // such orders back to pending before planning, as `submit` does, so the rerun takes them
+    // instead of leaving them unsent as "in flight in another run".
+    let left_by_a_dead_run =
+        !staging.allows_workers() && candidates.iter().any(|c| c.status == "in_flight");
+    if ids.is_empty() && !left_by_a_dead_run {
+        super::print_stdout(&render_plan(&candidates))?;
         super::print_stdout("nothing to rerun\n")?;
         return Ok(exit_codes::OK);
     }
@@ -137,6 +146,26 @@ pub async fn run(ctx: &Context, args: RerunArgs) -> anyhow::Result<u8> {
         Ok(g) => g,
         Err(code) => return Ok(code),
     };
+    if left_by_a_dead_run {
+        let recovered = staging
+            .recover_in_flight(guard.run_id, guard.lease.token())
+            .await?;
+        if recovered > 0 {
+            super::print_stdout(&format!(
+                "put back to pending {recovered} orders left in flight by a run that died (the next run sends those this rerun does not select)\n"
+            ))?;
+            candidates = staging.rerun_candidates(&filter).await?;
+            ids = included(&candidates);
+        }
+    }
+    super::print_stdout(&render_plan(&candidates))?;
+    if ids.is_empty() {
+        super::print_stdout("nothing to rerun\n")?;
+        guard
+            .finish(exit_codes::OK, &serde_json::json!({"rerun": null}))
+            .await?;
+        return Ok(exit_codes::OK);
+    }
     let user = os_user();
     let mode = if args.queue_only {
         "queue_only"
