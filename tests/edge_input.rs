@@ -178,3 +178,52 @@ fn an_amazon_order_split_in_the_file_keeps_every_rows_amounts() {
         );
     }
 }
+
+/// In a `;` (comma-decimal) file `1.299` is one thousand two hundred ninety-nine, or at least
+/// ambiguous: thousands separators are refused, never guessed (bug 18: the WooCommerce rows
+/// were staged at 1.299 EUR, and a quantity of `1.000` as 1). The row is rejected, naming
+/// the column; the other orders of the file are staged.
+#[test]
+fn a_comma_decimal_file_refuses_dot_grouped_numbers() {
+    let (ws, out) = ingest(
+        "woo",
+        "woocommerce",
+        Some("Europe/Berlin"),
+        "",
+        &edge("w1-semicolon-dot-thousands.csv"),
+    );
+    assert_code(&out, 3);
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE external_id = '7001'"),
+        0
+    );
+    assert_eq!(
+        one(
+            &ws,
+            "SELECT column_name || ': ' || reason_code FROM rejected_rows WHERE raw LIKE '7001;%'"
+        ),
+        "Item Cost: bad_decimal"
+    );
+    assert_eq!(
+        one(
+            &ws,
+            "SELECT total FROM staged_orders WHERE external_id = '7002'"
+        ),
+        "20.00"
+    );
+    let (ws, out) = ingest(
+        "woo",
+        "woocommerce",
+        Some("Europe/Berlin"),
+        "",
+        &edge("w2-semicolon-quantity-thousands.csv"),
+    );
+    assert_code(&out, 3);
+    assert_eq!(
+        one(
+            &ws,
+            "SELECT column_name || ': ' || reason_code FROM rejected_rows WHERE raw LIKE '7004;%'"
+        ),
+        "Quantity: bad_quantity"
+    );
+}

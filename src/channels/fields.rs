@@ -75,7 +75,9 @@ pub(crate) fn text_unquoted(value: &str) -> Option<String> {
 
 /// Parse a money cell: plain decimal with a dot (`699.00`, `0`, `3.3`, `-10.00`). With
 /// `decimal_comma`, `370,00` is accepted too (spreadsheets saved in comma-decimal locales).
-/// Thousands separators, symbols and exponents are refused: never guessed.
+/// Thousands separators, symbols and exponents are refused: never guessed. In a
+/// comma-decimal file that includes `1.299`: a dot before exactly three digits is how those
+/// locales group thousands, so it is refused as ambiguous rather than read as 1.299.
 pub(crate) fn money(column: &str, value: &str, decimal_comma: bool) -> Result<Decimal, Problem> {
     let v = strip_apostrophe(trim(value));
     let bad = |what: &str| {
@@ -85,6 +87,11 @@ pub(crate) fn money(column: &str, value: &str, decimal_comma: bool) -> Result<De
             format!("{column:?} is {value:?}; expected {what}"),
         )
     };
+    if decimal_comma && dot_grouped(v) {
+        return Err(bad(
+            "a decimal number with a comma such as 1299,00: in this ;-separated file (comma decimals) a dot before three digits groups thousands, so the value is ambiguous",
+        ));
+    }
     let normalized;
     let v = if decimal_comma && v.contains(',') && !v.contains('.') && v.matches(',').count() == 1 {
         normalized = v.replace(',', ".");
@@ -103,6 +110,19 @@ pub(crate) fn money(column: &str, value: &str, decimal_comma: bool) -> Result<De
         return Err(bad("an amount below 1,000,000,000,000"));
     }
     Ok(d)
+}
+
+/// `1.299` or `-12.000`: one to three digits, a dot and exactly three digits.
+fn dot_grouped(v: &str) -> bool {
+    let digits = v.strip_prefix('-').unwrap_or(v);
+    digits.split_once('.').is_some_and(|(whole, fraction)| {
+        (1..=3).contains(&whole.len())
+            && fraction.len() == 3
+            && whole
+                .bytes()
+                .chain(fraction.bytes())
+                .all(|b| b.is_ascii_digit())
+    })
 }
 
 /// `Some(digits before the point)` when `digits` is ASCII digits with at most one `.`, neither
@@ -175,6 +195,16 @@ pub(crate) fn unit_price(
 
 /// A line quantity: more than zero and at most [`MAX_QUANTITY`].
 pub(crate) fn quantity(column: &str, value: &str) -> Result<Decimal, Problem> {
+    quantity_with(column, value, false)
+}
+
+/// [`quantity`] in a file whose decimals may be commas (`1,5`); there `1.000` is refused as
+/// ambiguous (one, or one thousand with the dot grouping thousands), as [`money`] does.
+pub(crate) fn quantity_with(
+    column: &str,
+    value: &str,
+    decimal_comma: bool,
+) -> Result<Decimal, Problem> {
     let v = trim(value);
     let bad = |what: &str| {
         Problem::new(
@@ -190,7 +220,12 @@ pub(crate) fn quantity(column: &str, value: &str) -> Result<Decimal, Problem> {
             format!("{column:?} is empty; a quantity is required"),
         ));
     }
-    let d = money(column, v, false).map_err(|_| bad("a number such as 2"))?;
+    if decimal_comma && dot_grouped(v) {
+        return Err(bad(
+            "a number such as 2 or 1,5: in this ;-separated file (comma decimals) a dot before three digits groups thousands, so the value is ambiguous",
+        ));
+    }
+    let d = money(column, v, decimal_comma).map_err(|_| bad("a number such as 2"))?;
     if d <= Decimal::ZERO {
         return Err(bad("a quantity greater than zero"));
     }
@@ -454,6 +489,29 @@ mod tests {
         assert!(money("T", "1000000000000.01", false).is_err());
         assert!(money("T", "-1000000000001", false).is_err());
         assert!(money("T", "99999999999999", false).is_err());
+    }
+
+    #[test]
+    fn a_dot_before_three_digits_is_ambiguous_in_a_comma_decimal_file() {
+        for v in ["1.299", "-12.000", "999.999", "'1.299"] {
+            let p = money("Item Cost", v, true).unwrap_err();
+            assert_eq!(p.reason, "bad_decimal", "{v}");
+            assert!(p.message.contains("groups thousands"), "{}", p.message);
+            // The same text in a dot-decimal file is a plain decimal.
+            assert!(money("Item Cost", v, false).is_ok(), "{v}");
+        }
+        for v in ["1.000", "12.500"] {
+            let p = quantity_with("Quantity", v, true).unwrap_err();
+            assert_eq!(p.reason, "bad_quantity", "{v}");
+            assert!(p.message.contains("groups thousands"), "{}", p.message);
+        }
+        // Not grouped thousands: accepted as before.
+        assert_eq!(money("T", "15.50", true).unwrap(), dec("15.50"));
+        assert_eq!(money("T", "1299,00", true).unwrap(), dec("1299"));
+        assert_eq!(money("T", "1.2990", true).unwrap(), dec("1.299"));
+        assert_eq!(quantity_with("Q", "1,5", true).unwrap(), dec("1.5"));
+        assert_eq!(quantity_with("Q", "2", true).unwrap(), dec("2"));
+        assert_eq!(quantity("Q", "1.000").unwrap(), dec("1"));
     }
 
     #[test]

@@ -213,7 +213,7 @@ impl RowAdapter for Mapped {
 
     fn row(&self, rec: &Record) -> Result<LineDraft, Problem> {
         let (qh, qv) = self.cell(rec, "quantity");
-        let quantity = fields::quantity(qh, qv)?;
+        let quantity = fields::quantity_with(qh, qv, self.decimal_comma)?;
         let (ph, pv) = self.cell(rec, "unit_price");
         let unit_price = fields::unit_price(ph, pv, self.decimal_comma)?;
         let (dh, dv) = self.cell(rec, "line_discount");

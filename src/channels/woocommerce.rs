@@ -129,7 +129,7 @@ impl RowAdapter for AlgolPlus {
 
     fn row(&self, rec: &Record) -> Result<LineDraft, Problem> {
         let qcol = rec.columns.first_of(QUANTITY).unwrap_or("Quantity");
-        let quantity = fields::quantity(qcol, rec.get(qcol))?;
+        let quantity = fields::quantity_with(qcol, rec.get(qcol), self.decimal_comma)?;
         let unit_price = fields::unit_price("Item Cost", rec.get("Item Cost"), self.decimal_comma)?;
         let tax = fields::money_or_zero(
             "Order line tax",
