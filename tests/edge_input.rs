@@ -227,3 +227,36 @@ fn a_comma_decimal_file_refuses_dot_grouped_numbers() {
         "Quantity: bad_quantity"
     );
 }
+
+/// An item cancelled inside an order that shipped (item-status Cancelled, quantity 0, no price)
+/// is part of the order but adds no line (bug 19: its row was rejected as bad_quantity and
+/// the shipped item with it, `order_incomplete`, with "fix them" — there was nothing to fix,
+/// and the order was never loaded).
+#[test]
+fn an_item_cancelled_in_a_shipped_amazon_order_does_not_block_the_order() {
+    let (ws, out) = ingest("amz", "amazon", None, "", &edge("am7-partly-cancelled.txt"));
+    assert_code(&out, 0);
+    assert_eq!(
+        one(
+            &ws,
+            "SELECT line_count || ' ' || row_count || ' ' || source_rows || ' ' || total
+             FROM staged_orders WHERE external_id = '111-0000002-0000002'"
+        ),
+        "1 2 [1,2] 12.80"
+    );
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM rejected_rows"), 0);
+    // Every item cancelled: nothing to load, said so.
+    let all = std::fs::read_to_string(edge("am7-partly-cancelled.txt"))
+        .unwrap()
+        .replacen("\tShipped\t1\tUSD\t10.00\t", "\tCancelled\t0\tUSD\t\t", 1);
+    let ws2 = Workspace::new();
+    ws2.write_config(None, "[[channel]]\nname = \"amz\"\nformat = \"amazon\"\n");
+    let file = ws2.write_file("in/all-cancelled.txt", &all);
+    let out = ws2.run(&["ingest", "--channel", "amz", file.to_str().unwrap()]);
+    assert_code(&out, 3);
+    assert_eq!(ws2.query_i64("SELECT COUNT(*) FROM staged_orders"), 0);
+    assert_eq!(
+        ws2.query_strings("SELECT DISTINCT reason_code FROM rejected_rows"),
+        ["cancelled_order"]
+    );
+}

@@ -67,7 +67,9 @@ pub(crate) struct Amazon {
 
 /// Per-row amounts summed into the order.
 pub(crate) struct AmazonRow {
-    line: LineDraft,
+    /// `None` for an item cancelled within an order that was not (quantity 0, no price): the
+    /// row is part of the order but adds no line and no amount.
+    line: Option<LineDraft>,
     currency: String,
     item_price: Decimal,
     item_tax: Decimal,
@@ -77,6 +79,25 @@ pub(crate) struct AmazonRow {
     gift_wrap_tax: Decimal,
     item_promotion: Decimal,
     ship_promotion: Decimal,
+}
+
+impl AmazonRow {
+    /// A row with no line and no amounts (what a cancelled item contributes), in the row's
+    /// currency.
+    fn cancelled_item(rec: &Record) -> Self {
+        AmazonRow {
+            line: None,
+            currency: rec.get("currency").to_string(),
+            item_price: Decimal::ZERO,
+            item_tax: Decimal::ZERO,
+            shipping: Decimal::ZERO,
+            shipping_tax: Decimal::ZERO,
+            gift_wrap: Decimal::ZERO,
+            gift_wrap_tax: Decimal::ZERO,
+            item_promotion: Decimal::ZERO,
+            ship_promotion: Decimal::ZERO,
+        }
+    }
 }
 
 fn money0(rec: &Record, column: &'static str) -> Result<Decimal, Problem> {
@@ -206,6 +227,12 @@ impl RowAdapter for Amazon {
                 ),
             ));
         }
+        if rec.get("item-status").eq_ignore_ascii_case("cancelled")
+            && (qty_raw == "0" || qty_raw.is_empty())
+            && rec.get("item-price").is_empty()
+        {
+            return Ok(AmazonRow::cancelled_item(rec));
+        }
         let quantity = fields::quantity(qty_col, qty_raw)?;
         let (sku, name) = sku_and_name(
             "sku",
@@ -213,26 +240,17 @@ impl RowAdapter for Amazon {
             "product-name",
             rec.get("product-name"),
         )?;
-        let mut row = AmazonRow {
-            line: LineDraft {
-                sku,
-                name,
-                quantity,
-                unit_price: Decimal::ZERO,
-                discount: Decimal::ZERO,
-                tax: Decimal::ZERO,
-            },
-            currency: rec.get("currency").to_string(),
-            item_price: Decimal::ZERO,
-            item_tax: Decimal::ZERO,
-            shipping: Decimal::ZERO,
-            shipping_tax: Decimal::ZERO,
-            gift_wrap: Decimal::ZERO,
-            gift_wrap_tax: Decimal::ZERO,
-            item_promotion: Decimal::ZERO,
-            ship_promotion: Decimal::ZERO,
+        let mut row = AmazonRow::cancelled_item(rec);
+        let mut line = LineDraft {
+            sku,
+            name,
+            quantity,
+            unit_price: Decimal::ZERO,
+            discount: Decimal::ZERO,
+            tax: Decimal::ZERO,
         };
         if self.unshipped {
+            row.line = Some(line);
             return Ok(row);
         }
         let item_price =
@@ -250,7 +268,7 @@ impl RowAdapter for Amazon {
                 format!("\"item-price\" is {item_price}; expected zero or more"),
             ));
         }
-        row.line.unit_price = fields::unit_from_extended("item-price", item_price, quantity)?;
+        line.unit_price = fields::unit_from_extended("item-price", item_price, quantity)?;
         row.item_price = item_price;
         row.item_tax = money0(rec, "item-tax")?;
         row.shipping = money0(rec, "shipping-price")?;
@@ -259,8 +277,9 @@ impl RowAdapter for Amazon {
         row.gift_wrap_tax = money0(rec, "gift-wrap-tax")?;
         row.item_promotion = money0(rec, "item-promotion-discount")?.abs();
         row.ship_promotion = money0(rec, "ship-promotion-discount")?.abs();
-        row.line.discount = row.item_promotion;
-        row.line.tax = row.item_tax;
+        line.discount = row.item_promotion;
+        line.tax = row.item_tax;
+        row.line = Some(line);
         Ok(row)
     }
 
@@ -281,7 +300,7 @@ impl RowAdapter for Amazon {
         let mut h = head;
         if let Some(r) = rows
             .iter()
-            .find(|r| !r.currency.eq_ignore_ascii_case(h.currency.as_str()))
+            .find(|r| r.line.is_some() && !r.currency.eq_ignore_ascii_case(h.currency.as_str()))
         {
             return Err(Problem::new(
                 "currency",
@@ -308,7 +327,14 @@ impl RowAdapter for Amazon {
         h.tax = Some(tax);
         h.discount = Some(item_promos + ship_promos);
         h.total = Some(total);
-        let lines = rows.into_iter().map(|r| r.line).collect();
+        let lines: Vec<LineDraft> = rows.into_iter().filter_map(|r| r.line).collect();
+        if lines.is_empty() {
+            return Err(Problem::new(
+                "item-status",
+                "cancelled_order",
+                "every item of the order is cancelled (quantity 0, no price); nothing to load",
+            ));
+        }
         Ok(h.into_order(&self.channel, key, lines))
     }
 }
