@@ -260,3 +260,42 @@ fn an_item_cancelled_in_a_shipped_amazon_order_does_not_block_the_order() {
         ["cancelled_order"]
     );
 }
+
+/// The file's last record cut short (fewer cells than the header, no line end after it) is
+/// rejected as `ragged_row`, and its order with it, instead of staged with an address that
+/// stops at "1 Ma" (bug 20). A record short of cells that does end its line is read as before
+/// (missing cells are empty).
+#[test]
+fn a_last_record_cut_short_is_not_staged() {
+    let (ws, out) = ingest(
+        "s",
+        "shopify",
+        None,
+        "",
+        &edge("s7b-truncated-last-line-optional-cells.csv"),
+    );
+    assert_code(&out, 3);
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM staged_orders WHERE external_id = '#K2'"),
+        0
+    );
+    let message = one(
+        &ws,
+        "SELECT reason_code || ': ' || message FROM rejected_rows WHERE raw LIKE '#K2,%'",
+    );
+    assert!(
+        message.starts_with("ragged_row: record 2 has ") && message.contains("cut short?"),
+        "{message}"
+    );
+    // With its line end, the same short record is a record with empty cells.
+    let text = std::fs::read_to_string(edge("s7b-truncated-last-line-optional-cells.csv")).unwrap();
+    let ws2 = Workspace::new();
+    ws2.write_config(None, "[[channel]]\nname = \"s\"\nformat = \"shopify\"\n");
+    let file = ws2.write_file("in/ended.csv", &format!("{text}\n"));
+    let out = ws2.run(&["ingest", "--channel", "s", file.to_str().unwrap()]);
+    assert_code(&out, 0);
+    assert_eq!(
+        ws2.query_i64("SELECT COUNT(*) FROM staged_orders WHERE external_id = '#K2'"),
+        1
+    );
+}

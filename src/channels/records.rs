@@ -287,7 +287,7 @@ impl RecordSource {
             error,
             record_bytes: 256,
         };
-        source.release_up_to_position();
+        let _ = source.release_up_to_position();
         source
     }
 
@@ -301,7 +301,8 @@ impl RecordSource {
         self.rows_read
     }
 
-    fn release_up_to_position(&mut self) -> String {
+    /// The raw text of the record just read (without its line end), and whether it had one.
+    fn release_up_to_position(&mut self) -> (String, bool) {
         let end = self.csv.position().byte();
         let tee = self.csv.get_mut();
         let start = tee.claimed;
@@ -311,11 +312,13 @@ impl RecordSource {
             .min(unclaimed as u64) as usize;
         tee.claimed += take;
         let raw_bytes = &tee.kept[start..start + take];
+        let line_end = matches!(raw_bytes.last(), Some(b'\n' | b'\r'));
         let trim = |s: &str| s.trim_matches(['\r', '\n']).to_string();
-        match std::str::from_utf8(raw_bytes) {
+        let raw = match std::str::from_utf8(raw_bytes) {
             Ok(raw) => trim(raw),
             Err(_) => trim(&String::from_utf8_lossy(raw_bytes)),
-        }
+        };
+        (raw, line_end)
     }
 
     /// The next data record, skipping records whose cells are all empty (blank lines,
@@ -331,7 +334,7 @@ impl RecordSource {
             match self.csv.read_record(&mut fields) {
                 Ok(true) => {
                     self.record_bytes = self.record_bytes.max(fields.as_slice().len());
-                    let raw = self.release_up_to_position();
+                    let (raw, line_end) = self.release_up_to_position();
                     // Every cell blank ⟺ all of them together are blank (one test, not one
                     // per cell).
                     if fields.as_slice().trim().is_empty() {
@@ -343,11 +346,16 @@ impl RecordSource {
                     self.rows_read += 1;
                     // Only a record that ran into the end of the input can have an open
                     // quote: the others are not walked.
-                    let defect = if self.quoting && self.csv.get_ref().at_end {
+                    let at_end = self.csv.get_ref().at_end;
+                    let defect = if self.quoting && at_end {
                         self.unterminated_quote(&raw, &fields)
                     } else {
                         None
                     };
+                    let defect = defect.or_else(|| {
+                        (at_end && !line_end && self.misses_named_cells(&fields))
+                            .then(|| self.cut_short(&fields))
+                    });
                     if defect.is_some() {
                         // Everything after the opening quote was swallowed into one cell.
                         self.done = true;
@@ -398,6 +406,32 @@ impl RecordSource {
                 self.rows_read
             ),
         ))
+    }
+
+    /// The file's last record, with no line end after it and fewer cells than the header:
+    /// the file was most likely cut inside it, so its last cell may be cut too.
+    fn cut_short(&self, fields: &StringRecord) -> Problem {
+        let index = fields.len().saturating_sub(1);
+        let column = self.columns.names.get(index).cloned().unwrap_or_default();
+        Problem::new(
+            &column,
+            "ragged_row",
+            format!(
+                "record {} has {} cells but the header has {}, and the file ends inside it (no \
+                 line end after it): cut short? The record is not used",
+                self.rows_read,
+                fields.len(),
+                self.columns.len()
+            ),
+        )
+    }
+
+    /// Fewer cells than the header has named columns.
+    fn misses_named_cells(&self, fields: &StringRecord) -> bool {
+        self.columns
+            .names
+            .get(fields.len()..)
+            .is_some_and(|missing| missing.iter().any(|n| !n.is_empty()))
     }
 
     fn csv_delimiter(&self) -> u8 {
