@@ -299,3 +299,31 @@ fn a_last_record_cut_short_is_not_staged() {
         1
     );
 }
+
+/// A date without a time on a day whose midnight the clocks skip (America/Santiago,
+/// 2023-09-03) is that day's first minute after the gap, not a `bad_date` "that local time
+/// does not exist" (bug 21).
+#[test]
+fn a_date_only_order_on_a_day_without_midnight_is_staged() {
+    let (ws, out) = ingest(
+        "eb",
+        "ebay",
+        Some("America/Santiago"),
+        "",
+        &edge("e4-dates.csv"),
+    );
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{out:?}");
+    assert_eq!(
+        one(
+            &ws,
+            "SELECT order_created_at FROM staged_orders WHERE external_id = '30-1'"
+        ),
+        "2023-09-03T04:00:00.000000Z"
+    );
+    assert_eq!(
+        ws.query_i64(
+            "SELECT COUNT(*) FROM rejected_rows WHERE message LIKE '%local time does not exist%'"
+        ),
+        0
+    );
+}

@@ -173,6 +173,11 @@ pub(crate) fn local_date(
     let tz = zone.unwrap_or(chrono_tz::UTC);
     let utc = match tz.from_local_datetime(&naive) {
         LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => t.with_timezone(&Utc),
+        // A date without a time stands for the start of that day; where the clocks jump over
+        // midnight (America/Santiago, Asia/Beirut, …) the day starts at the first minute after
+        // the gap. A time of day in a gap is refused: the file said a time that never was.
+        LocalResult::None if !v.contains(':') => first_minute_after(tz, naive)
+            .ok_or_else(|| bad(&format!("that day has no midnight in {tz}")))?,
         LocalResult::None => {
             return Err(bad(&format!("that local time does not exist in {tz}")));
         }
@@ -180,6 +185,18 @@ pub(crate) fn local_date(
     Ok(Timestamp {
         utc,
         original: v.to_string(),
+    })
+}
+
+/// The first local minute after `naive` (in a gap of the zone's clock) that exists, within
+/// the day.
+fn first_minute_after(tz: chrono_tz::Tz, naive: NaiveDateTime) -> Option<chrono::DateTime<Utc>> {
+    (1..24 * 60).find_map(|m| {
+        let t = naive + chrono::Duration::minutes(m);
+        match tz.from_local_datetime(&t) {
+            LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Some(t.with_timezone(&Utc)),
+            LocalResult::None => None,
+        }
     })
 }
 
@@ -412,6 +429,32 @@ mod tests {
 
     fn dec(s: &str) -> Decimal {
         s.parse().expect("decimal")
+    }
+
+    #[test]
+    fn a_date_whose_midnight_the_clocks_skip_starts_after_the_gap() {
+        // Chile moved its clocks from 00:00 to 01:00 on 2023-09-03.
+        let santiago: chrono_tz::Tz = "America/Santiago".parse().unwrap();
+        for v in ["Sep-03-23", "2023-09-03", "09/03/23"] {
+            let t = local_date("Sale Date", v, Some(santiago), NumericDates::MonthFirst).unwrap();
+            assert_eq!(t.utc.to_rfc3339(), "2023-09-03T04:00:00+00:00", "{v}");
+        }
+        // A time of day inside the gap never was: refused, naming the zone.
+        let p = local_date(
+            "d",
+            "2023-09-03 00:30",
+            Some(santiago),
+            NumericDates::Refused,
+        )
+        .unwrap_err();
+        assert!(
+            p.message.contains("does not exist in America/Santiago"),
+            "{}",
+            p.message
+        );
+        // The day before and after are plain midnights.
+        let t = local_date("d", "2023-09-04", Some(santiago), NumericDates::Refused).unwrap();
+        assert_eq!(t.utc.to_rfc3339(), "2023-09-04T03:00:00+00:00");
     }
 
     #[test]
