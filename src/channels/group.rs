@@ -81,12 +81,16 @@ pub(crate) struct GroupedReader<A: RowAdapter> {
     finished: bool,
     /// Spreadsheet damage to postal codes, noticed while the records go by.
     postal: Option<PostalCodeWatch>,
+    /// Header names that appear more than once: (name, first position, another position).
+    /// Reading by name takes the first, so a record whose copies differ is refused.
+    duplicates: Vec<(String, usize, usize)>,
 }
 
 impl<A: RowAdapter> GroupedReader<A> {
     pub fn new(adapter: A, source: RecordSource, path: String) -> Self {
         GroupedReader {
             postal: PostalCodeWatch::new(&source.columns),
+            duplicates: duplicate_columns(&source.columns.names),
             adapter,
             source,
             path,
@@ -314,6 +318,43 @@ fn in_order(key: &str, p: Problem) -> Problem {
     }
 }
 
+/// Non-empty header names that appear more than once, with the first and each later position.
+fn duplicate_columns(names: &[String]) -> Vec<(String, usize, usize)> {
+    let mut out = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        if name.is_empty() {
+            continue;
+        }
+        if let Some(first) = names[..i].iter().position(|n| n == name) {
+            out.push((name.clone(), first, i));
+        }
+    }
+    out
+}
+
+impl<A: RowAdapter> GroupedReader<A> {
+    /// A record whose copies of a repeated column hold different values: which one is meant
+    /// cannot be told (reading by name would silently take the first).
+    fn conflicting_copies(&self, fields: &csv::StringRecord) -> Option<Problem> {
+        self.duplicates.iter().find_map(|(name, first, other)| {
+            let a = fields.get(*first).unwrap_or("").trim();
+            let b = fields.get(*other).unwrap_or("").trim();
+            (a != b).then(|| {
+                Problem::new(
+                    name,
+                    "ragged_row",
+                    format!(
+                        "the header has {name:?} twice (columns {} and {}) and this record \
+                         gives it two values ({a:?} and {b:?}); which one is meant cannot be told",
+                        first + 1,
+                        other + 1
+                    ),
+                )
+            })
+        })
+    }
+}
+
 fn too_large(key: &str) -> Problem {
     Problem {
         column: None,
@@ -336,7 +377,7 @@ impl<A: RowAdapter> OrderReader for GroupedReader<A> {
                     if let Some(w) = &mut self.postal {
                         w.check(r.number, &r.fields, &self.source.columns);
                     }
-                    match r.defect {
+                    match r.defect.or_else(|| self.conflicting_copies(&r.fields)) {
                         Some(p) => self.accept_defective(r.number, r.raw, r.fields, p),
                         None => self.accept(r.number, r.raw, r.fields),
                     }
