@@ -362,3 +362,24 @@ fn a_repeated_header_column_with_two_values_is_refused() {
     assert_code(&out, 0);
     assert_eq!(ws2.query_i64("SELECT COUNT(*) FROM staged_orders"), 1);
 }
+
+/// Row 2 of a Shopify order fills `Currency` with EUR where row 1 says USD: its line is priced
+/// in another currency, so the order is refused as `currency_mismatch`, every row of it
+/// (bug 23: staged as a USD order holding the EUR line, exit 0).
+#[test]
+fn a_shopify_order_whose_rows_state_two_currencies_is_refused() {
+    let (ws, out) = ingest(
+        "shop",
+        "shopify",
+        None,
+        "",
+        &edge("s1-conflicting-order-fields.csv"),
+    );
+    assert_code(&out, 3);
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders"), 0);
+    assert_eq!(
+        ws.query_strings("SELECT DISTINCT reason_code FROM rejected_rows"),
+        ["currency_mismatch"]
+    );
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM rejected_rows"), 2);
+}

@@ -87,9 +87,15 @@ fn address(rec: &Record, c: &AddressColumns) -> Option<Address> {
     })
 }
 
+/// A row's line and its `Currency` cell (empty on continuation rows).
+pub(crate) struct ShopifyRow {
+    line: LineDraft,
+    currency: String,
+}
+
 impl RowAdapter for Shopify {
     type Head = OrderHead;
-    type Row = LineDraft;
+    type Row = ShopifyRow;
 
     fn key_column(&self) -> &str {
         "Name"
@@ -141,7 +147,7 @@ impl RowAdapter for Shopify {
         })
     }
 
-    fn row(&self, rec: &Record) -> Result<LineDraft, Problem> {
+    fn row(&self, rec: &Record) -> Result<ShopifyRow, Problem> {
         let quantity = fields::quantity("Lineitem quantity", rec.get("Lineitem quantity"))?;
         let unit_price = fields::unit_price("Lineitem price", rec.get("Lineitem price"), false)?;
         let discount =
@@ -152,18 +158,37 @@ impl RowAdapter for Shopify {
             "Lineitem name",
             rec.get("Lineitem name"),
         )?;
-        Ok(LineDraft {
-            sku,
-            name,
-            quantity,
-            unit_price,
-            discount,
-            tax: Decimal::ZERO,
+        Ok(ShopifyRow {
+            line: LineDraft {
+                sku,
+                name,
+                quantity,
+                unit_price,
+                discount,
+                tax: Decimal::ZERO,
+            },
+            currency: rec.get("Currency").trim().to_string(),
         })
     }
 
-    fn build(&self, key: &str, head: OrderHead, rows: Vec<LineDraft>) -> Result<Order, Problem> {
-        Ok(head.into_order(&self.channel, key, rows))
+    /// A continuation row leaves the order's fields empty; one that fills `Currency` with
+    /// another currency than the first row's prices its line in it, so the order is refused
+    /// like rows of two currencies anywhere.
+    fn build(&self, key: &str, head: OrderHead, rows: Vec<ShopifyRow>) -> Result<Order, Problem> {
+        if let Some(r) = rows.iter().find(|r| {
+            !r.currency.is_empty() && !r.currency.eq_ignore_ascii_case(head.currency.as_str())
+        }) {
+            return Err(Problem::new(
+                "Currency",
+                "currency_mismatch",
+                format!(
+                    "rows of one order have different currencies ({} and {:?})",
+                    head.currency, r.currency
+                ),
+            ));
+        }
+        let lines = rows.into_iter().map(|r| r.line).collect();
+        Ok(head.into_order(&self.channel, key, lines))
     }
 }
 
