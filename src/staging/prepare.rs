@@ -39,7 +39,9 @@ pub(super) fn merge_into(earlier: &mut Order, later: Order, repeats: Repeats) {
         *earlier = later;
         return;
     }
-    if repeats == Repeats::MoreLinesAndAmounts {
+    // Parts in two currencies cannot be added up (RELIABILITY, known limits: such an order is
+    // staged with the first part's amounts, as before the amounts were added).
+    if repeats == Repeats::MoreLinesAndAmounts && earlier.currency == later.currency {
         let add = |a: &mut Option<rust_decimal::Decimal>, b: Option<rust_decimal::Decimal>| {
             if let Some(b) = b {
                 *a = Some(a.unwrap_or_default() + b);
