@@ -383,3 +383,37 @@ fn a_shopify_order_whose_rows_state_two_currencies_is_refused() {
     );
     assert_eq!(ws.query_i64("SELECT COUNT(*) FROM rejected_rows"), 2);
 }
+
+/// A UTF-8 export with one stray Windows-1252 byte (0x96, an en dash pasted from another
+/// program) keeps its UTF-8 text: `Jürgen Weiß` from Köln stays so, and the stray byte reads
+/// as `–` (bug 24: the whole file was decoded as Windows-1252, staging `JÃ¼rgen WeiÃŸ`).
+#[test]
+fn a_utf8_file_with_one_stray_windows_1252_byte_keeps_its_utf8_text() {
+    let (ws, out) = ingest(
+        "shop",
+        "shopify",
+        None,
+        "",
+        &edge("s17-mixed-utf8-and-cp1252.csv"),
+    );
+    assert_code(&out, 0);
+    assert_eq!(
+        one(&ws, "SELECT encoding FROM source_files"),
+        "utf-8+windows-1252"
+    );
+    assert_eq!(
+        one(
+            &ws,
+            "SELECT json_extract(payload, '$.customer.name') || ' / ' || json_extract(payload, '$.shipping.city')
+             FROM staged_orders WHERE external_id = '#U1'"
+        ),
+        "Jürgen Weiß / Köln"
+    );
+    let notes = one(&ws, "SELECT notes FROM source_files");
+    assert!(notes.contains("decoded as Windows-1252"), "{notes}");
+    let all = ws
+        .query_strings("SELECT payload FROM staged_orders ORDER BY id")
+        .join("\n");
+    assert!(!all.contains('Ã'), "{all}");
+    assert!(all.contains('–'), "{all}");
+}

@@ -15,8 +15,60 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Survey {
     pub utf8: bool,
+    /// Not valid UTF-8 as a whole, but its non-ASCII text is mostly UTF-8 (a UTF-8 export
+    /// with a few bytes pasted in from a Windows-1252 source): decoded sequence by sequence,
+    /// the bytes that are not UTF-8 as Windows-1252 ([`MixedDecoder`]).
+    pub mixed: bool,
     pub bom: bool,
     pub notes: Vec<String>,
+}
+
+impl Survey {
+    /// How the file's text was decoded (`source_files.encoding`).
+    pub fn encoding(&self) -> &'static str {
+        if self.utf8 {
+            "utf-8"
+        } else if self.mixed {
+            "utf-8+windows-1252"
+        } else {
+            "windows-1252"
+        }
+    }
+}
+
+/// Valid multi-byte UTF-8 sequences and bytes that are not UTF-8, counted over a file.
+#[derive(Default)]
+struct Utf8Tally {
+    sequences: u64,
+    invalid: u64,
+    first_invalid: Option<u64>,
+}
+
+impl Utf8Tally {
+    /// Count `bytes` (starting at file offset `at`); returns how many bytes at the end are an
+    /// incomplete sequence, to be counted with the next chunk.
+    fn count(&mut self, mut bytes: &[u8], mut at: u64) -> usize {
+        loop {
+            match std::str::from_utf8(bytes) {
+                Ok(text) => {
+                    self.sequences += text.chars().filter(|c| !c.is_ascii()).count() as u64;
+                    return 0;
+                }
+                Err(e) => {
+                    let valid = e.valid_up_to();
+                    let text = std::str::from_utf8(&bytes[..valid]).unwrap_or_default();
+                    self.sequences += text.chars().filter(|c| !c.is_ascii()).count() as u64;
+                    let Some(bad) = e.error_len() else {
+                        return bytes.len() - valid;
+                    };
+                    self.invalid += bad as u64;
+                    self.first_invalid.get_or_insert(at + valid as u64);
+                    bytes = &bytes[valid + bad..];
+                    at += (valid + bad) as u64;
+                }
+            }
+        }
+    }
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> FileError {
@@ -43,6 +95,8 @@ pub(crate) fn survey_reader(path: &Path, mut input: impl Read) -> Result<Survey,
     let mut saw_content = false;
     let mut controls: u64 = 0;
     let mut mojibake = MojibakeScan::default();
+    let mut tally = Utf8Tally::default();
+    let mut tally_carry: Vec<u8> = Vec::new();
     loop {
         let n = match input.read(&mut chunk) {
             Ok(0) => break,
@@ -79,6 +133,10 @@ pub(crate) fn survey_reader(path: &Path, mut input: impl Read) -> Result<Survey,
                 .iter()
                 .any(|b| !b.is_ascii_whitespace() && !matches!(b, b',' | b';' | b'"'));
         }
+        tally_carry.extend_from_slice(bytes);
+        let start = offset + n as u64 - tally_carry.len() as u64;
+        let rest = tally.count(&tally_carry, start);
+        tally_carry.drain(..tally_carry.len() - rest);
         if utf8 {
             carry.extend_from_slice(bytes);
             match std::str::from_utf8(&carry) {
@@ -118,13 +176,30 @@ pub(crate) fn survey_reader(path: &Path, mut input: impl Read) -> Result<Survey,
     if bom {
         notes.push("UTF-8 byte order mark stripped".to_string());
     }
-    if !utf8 {
+    tally.invalid += tally_carry.len() as u64;
+    // Mostly UTF-8: more valid multi-byte sequences than stray bytes. Decoding the whole file
+    // as Windows-1252 would turn every one of those sequences into mojibake.
+    let mixed = !utf8 && tally.sequences > tally.invalid;
+    if mixed {
+        notes.push(format!(
+            "not valid UTF-8 throughout: {} byte(s) that are not UTF-8 (the first at byte {}) \
+             decoded as Windows-1252, the {} UTF-8 character(s) around them as UTF-8",
+            tally.invalid,
+            tally.first_invalid.unwrap_or(0),
+            tally.sequences
+        ));
+    } else if !utf8 {
         notes.push("not valid UTF-8: decoded as Windows-1252".to_string());
     }
     if let Some(note) = mojibake.note() {
         notes.push(note);
     }
-    Ok(Survey { utf8, bom, notes })
+    Ok(Survey {
+        utf8,
+        mixed,
+        bom,
+        notes,
+    })
 }
 
 fn binary_magic(bytes: &[u8]) -> Option<&'static str> {
@@ -315,6 +390,8 @@ pub(crate) fn open_text(path: &Path, survey: &Survey) -> Result<Option<TextStrea
     }
     let decoded: Box<dyn Read + Send> = if survey.utf8 {
         Box::new(file)
+    } else if survey.mixed {
+        Box::new(MixedDecoder::new(file))
     } else {
         Box::new(
             encoding_rs_io::DecodeReaderBytesBuilder::new()
@@ -324,6 +401,90 @@ pub(crate) fn open_text(path: &Path, survey: &Survey) -> Result<Option<TextStrea
         )
     };
     skip_blank_lines(path, decoded)
+}
+
+/// UTF-8 where the bytes are UTF-8, Windows-1252 for each byte that is not: the text of a
+/// mostly-UTF-8 file with a few bytes from a Windows-1252 source.
+struct MixedDecoder<R> {
+    inner: R,
+    raw: Vec<u8>,
+    out: Vec<u8>,
+    pos: usize,
+    eof: bool,
+}
+
+impl<R: Read> MixedDecoder<R> {
+    fn new(inner: R) -> Self {
+        MixedDecoder {
+            inner,
+            raw: Vec::with_capacity(CHUNK),
+            out: Vec::with_capacity(CHUNK * 2),
+            pos: 0,
+            eof: false,
+        }
+    }
+
+    /// Decode what `raw` holds, leaving an incomplete sequence at its end (unless at EOF).
+    fn decode(&mut self) {
+        self.out.clear();
+        self.pos = 0;
+        let mut bytes = &self.raw[..];
+        loop {
+            match std::str::from_utf8(bytes) {
+                Ok(text) => {
+                    self.out.extend_from_slice(text.as_bytes());
+                    bytes = &[];
+                    break;
+                }
+                Err(e) => {
+                    let valid = e.valid_up_to();
+                    self.out.extend_from_slice(&bytes[..valid]);
+                    let bad = match e.error_len() {
+                        Some(n) => n,
+                        None if self.eof => bytes.len() - valid,
+                        None => {
+                            bytes = &bytes[valid..];
+                            break;
+                        }
+                    };
+                    for &b in &bytes[valid..valid + bad] {
+                        let one = [b];
+                        let (c, _) = encoding_rs::WINDOWS_1252.decode_without_bom_handling(&one);
+                        self.out.extend_from_slice(c.as_bytes());
+                    }
+                    bytes = &bytes[valid + bad..];
+                }
+            }
+        }
+        let keep = bytes.len();
+        let len = self.raw.len();
+        self.raw.drain(..len - keep);
+    }
+}
+
+impl<R: Read> Read for MixedDecoder<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.out.len() {
+            if self.eof && self.raw.is_empty() {
+                return Ok(0);
+            }
+            let mut chunk = [0u8; CHUNK];
+            let n = if self.eof {
+                0
+            } else {
+                self.inner.read(&mut chunk)?
+            };
+            if n == 0 {
+                self.eof = true;
+            }
+            self.raw.extend_from_slice(&chunk[..n]);
+            self.decode();
+        }
+        let n = buf.len().min(self.out.len() - self.pos);
+        buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 pub(crate) fn skip_blank_lines(
@@ -359,6 +520,61 @@ mod tests {
 
     fn survey_bytes(bytes: &[u8]) -> Result<Survey, FileError> {
         survey_reader(Path::new("t.csv"), bytes)
+    }
+
+    /// A reader that hands out one byte per call: every multi-byte sequence is split.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match (self.0.split_first(), buf.first_mut()) {
+                (Some((&b, rest)), Some(slot)) => {
+                    *slot = b;
+                    self.0 = rest;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    #[test]
+    fn a_utf8_file_with_a_stray_windows_1252_byte_keeps_its_utf8_text() {
+        let bytes = b"Name,City\n#1,J\xc3\xbcrgen Wei\xc3\x9f K\xc3\xb6ln\n#2,A \x96 B\n";
+        let s = survey_bytes(bytes).unwrap();
+        assert!(!s.utf8 && s.mixed, "{s:?}");
+        assert_eq!(s.encoding(), "utf-8+windows-1252");
+        assert!(
+            s.notes[0].contains("1 byte(s) that are not UTF-8 (the first at byte 38)"),
+            "{:?}",
+            s.notes
+        );
+        for whole in [true, false] {
+            let mut text = String::new();
+            if whole {
+                MixedDecoder::new(&bytes[..])
+                    .read_to_string(&mut text)
+                    .unwrap();
+            } else {
+                MixedDecoder::new(Trickle(bytes))
+                    .read_to_string(&mut text)
+                    .unwrap();
+            }
+            assert_eq!(
+                text,
+                "Name,City\n#1,J\u{fc}rgen Wei\u{df} K\u{f6}ln\n#2,A \u{2013} B\n"
+            );
+        }
+        // A truncated sequence at the very end is a Windows-1252 byte too.
+        let mut text = String::new();
+        MixedDecoder::new(&b"\xc3\xbc,\xc3"[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text, "\u{fc},\u{c3}");
+        // A Windows-1252 file (no UTF-8 sequences) is decoded as one, as before.
+        let s = survey_bytes(b"Name,City\n#1,J\xfcrgen\n").unwrap();
+        assert!(!s.utf8 && !s.mixed);
+        assert_eq!(s.encoding(), "windows-1252");
     }
 
     #[test]

@@ -176,7 +176,7 @@ pub fn open_file(path: &Path, spec: &ChannelSpec) -> Result<OpenedFile, FileErro
     let p = || path.display().to_string();
     let survey = decode::survey(path)?;
     let text = decode::open_text(path, &survey)?.ok_or_else(|| FileError::Empty { path: p() })?;
-    let encoding = if survey.utf8 { "utf-8" } else { "windows-1252" };
+    let encoding = survey.encoding();
     let notes = survey.notes.clone();
     let opened = |format: Format, reader: Box<dyn OrderReader>| OpenedFile {
         format,
