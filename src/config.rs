@@ -123,6 +123,9 @@ pub struct ChannelConfig {
     /// For `format = "csv"`: canonical field → column header.
     #[serde(default)]
     pub mapping: BTreeMap<String, String>,
+    /// The text encoding of the channel's files when it is neither UTF-8 nor Windows-1252
+    /// (which are told apart by themselves), e.g. `shift_jis` for Amazon Japan: a WHATWG label.
+    pub encoding: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -366,6 +369,14 @@ impl Config {
                     )
                 })?;
             }
+            if let Some(e) = &ch.encoding {
+                encoding_rs::Encoding::for_label(e.as_bytes()).ok_or_else(|| {
+                    invalid(
+                        key("encoding"),
+                        format!("unknown encoding {e:?} (expected a label such as shift_jis, windows-1250 or iso-8859-2)"),
+                    )
+                })?;
+            }
             if let Some(c) = &ch.currency {
                 crate::model::CurrencyCode::parse(c)
                     .map_err(|e| invalid(key("currency"), e.to_string()))?;
@@ -469,6 +480,10 @@ impl ChannelConfig {
             mapping: self.mapping.clone(),
             default_currency: self.currency.clone(),
             archive: self.archive.clone(),
+            encoding: self
+                .encoding
+                .as_deref()
+                .and_then(|e| encoding_rs::Encoding::for_label(e.as_bytes())),
         }
     }
 }

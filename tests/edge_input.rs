@@ -417,3 +417,42 @@ fn a_utf8_file_with_one_stray_windows_1252_byte_keeps_its_utf8_text() {
     assert!(!all.contains('Ã'), "{all}");
     assert!(all.contains('–'), "{all}");
 }
+
+/// An Amazon Japan report in Shift_JIS, with the channel's `encoding = "shift_jis"`: its
+/// Japanese text is staged as written (bug 24: only UTF-8 and Windows-1252 were read, so
+/// it was staged as Windows-1252 mojibake). Without the setting the file is still read as
+/// Windows-1252, and says so.
+#[test]
+fn a_shift_jis_file_is_read_in_the_channels_encoding() {
+    let file = edge("am10-shift-jis.txt");
+    let (ws, out) = ingest("amz", "amazon", None, "encoding = \"shift_jis\"\n", &file);
+    assert_code(&out, 0);
+    assert_eq!(
+        one(
+            &ws,
+            "SELECT json_extract(payload, '$.lines[0].name') || ' / ' || json_extract(payload, '$.shipping.city')
+             FROM staged_orders"
+        ),
+        "日本茶 ティーカップ / 東京都"
+    );
+    assert_eq!(one(&ws, "SELECT encoding FROM source_files"), "Shift_JIS");
+    let (ws, out) = ingest("amz", "amazon", None, "", &file);
+    assert_code(&out, 0);
+    assert_eq!(
+        one(&ws, "SELECT encoding FROM source_files"),
+        "windows-1252"
+    );
+    // An unknown label is a configuration error naming the key.
+    let ws = Workspace::new();
+    ws.write_config(
+        None,
+        "[[channel]]\nname = \"amz\"\nformat = \"amazon\"\nencoding = \"klingon\"\n",
+    );
+    let out = ws.run(&["ingest", "--channel", "amz", file.to_str().unwrap()]);
+    assert_code(&out, 1);
+    assert!(
+        stderr(&out).contains("channel[0].encoding`: unknown encoding \"klingon\""),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -68,6 +68,7 @@ impl ChannelTarget {
             mapping,
             default_currency: Some("EUR".to_string()),
             archive: None,
+            encoding: None,
         }
     }
 }

@@ -21,13 +21,33 @@ pub(crate) struct Survey {
     pub mixed: bool,
     pub bom: bool,
     pub notes: Vec<String>,
+    /// The channel's configured encoding, used when the file is not UTF-8.
+    pub configured: Option<&'static encoding_rs::Encoding>,
 }
 
 impl Survey {
+    /// Read the file in the channel's `encoding` unless it is valid UTF-8: no guessing
+    /// between Windows-1252 and the mix of it with UTF-8 then.
+    pub fn with_configured(mut self, encoding: Option<&'static encoding_rs::Encoding>) -> Self {
+        let Some(e) = encoding.filter(|_| !self.utf8) else {
+            return self;
+        };
+        self.mixed = false;
+        self.configured = Some(e);
+        self.notes.retain(|n| !n.starts_with("not valid UTF-8"));
+        self.notes.push(format!(
+            "not UTF-8: decoded as {} (the channel's encoding)",
+            e.name()
+        ));
+        self
+    }
+
     /// How the file's text was decoded (`source_files.encoding`).
     pub fn encoding(&self) -> &'static str {
         if self.utf8 {
             "utf-8"
+        } else if let Some(e) = self.configured {
+            e.name()
         } else if self.mixed {
             "utf-8+windows-1252"
         } else {
@@ -199,6 +219,7 @@ pub(crate) fn survey_reader(path: &Path, mut input: impl Read) -> Result<Survey,
         mixed,
         bom,
         notes,
+        configured: None,
     })
 }
 
@@ -395,7 +416,7 @@ pub(crate) fn open_text(path: &Path, survey: &Survey) -> Result<Option<TextStrea
     } else {
         Box::new(
             encoding_rs_io::DecodeReaderBytesBuilder::new()
-                .encoding(Some(encoding_rs::WINDOWS_1252))
+                .encoding(Some(survey.configured.unwrap_or(encoding_rs::WINDOWS_1252)))
                 .bom_sniffing(false)
                 .build(file),
         )

@@ -35,6 +35,7 @@ pub(crate) fn sample_spec() -> ChannelSpec {
         mapping,
         default_currency: Some("GBP".into()),
         archive: None,
+        encoding: None,
     }
 }
 

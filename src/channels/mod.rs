@@ -79,6 +79,9 @@ pub struct ChannelSpec {
     pub default_currency: Option<String>,
     /// The channel's archive folder: where a sibling file (Etsy) may already have been moved.
     pub archive: Option<std::path::PathBuf>,
+    /// The files' text encoding when configured (`encoding = "shift_jis"`); `None`: UTF-8,
+    /// else Windows-1252, told apart by the bytes.
+    pub encoding: Option<&'static encoding_rs::Encoding>,
 }
 
 /// A row that could not become part of a valid order. Nothing read is dropped silently.
@@ -174,7 +177,7 @@ impl FileError {
 /// header must fit the configured format ([`FileError::Invalid`] names the missing columns).
 pub fn open_file(path: &Path, spec: &ChannelSpec) -> Result<OpenedFile, FileError> {
     let p = || path.display().to_string();
-    let survey = decode::survey(path)?;
+    let survey = decode::survey(path)?.with_configured(spec.encoding);
     let text = decode::open_text(path, &survey)?.ok_or_else(|| FileError::Empty { path: p() })?;
     let encoding = survey.encoding();
     let notes = survey.notes.clone();

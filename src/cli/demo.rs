@@ -163,6 +163,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<u8> {
             } else {
                 Default::default()
             },
+            encoding: None,
         });
     }
     config.target = Some(TargetConfig {
