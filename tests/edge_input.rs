@@ -1,6 +1,6 @@
 //! Hard input found by a hunt with the real binary (inputs in `tests/corpus_edge/`, kept out
 //! of `tests/corpus/`, whose files the whole-corpus test enumerates): each test states what the
-//! quality bar asks for. RELIABILITY.md, bug 15 onwards.
+//! quality bar asks for. RELIABILITY.md, bugs 16 to 24.
 
 use crate::common::*;
 use std::path::PathBuf;
@@ -37,7 +37,7 @@ fn one(ws: &Workspace, sql: &str) -> String {
 }
 
 /// An order after one larger than the 16 MB limit must still be read: every row is staged or
-/// rejected, never dropped (bug 15: reading stopped at the large one, and the report balanced).
+/// rejected, never dropped (bug 16: reading stopped at the large one, and the report balanced).
 #[test]
 fn json_orders_after_an_oversized_one_are_still_read() {
     let ws = Workspace::new();
@@ -71,7 +71,7 @@ fn json_orders_after_an_oversized_one_are_still_read() {
 }
 
 /// A JSON export whose order list never closes was cut off: the orders read are staged and the
-/// cut is a rejected row (exit 3), not a clean exit 0 (bug 15).
+/// cut is a rejected row (exit 3), not a clean exit 0 (bug 16).
 #[test]
 fn a_json_file_cut_between_orders_is_flagged() {
     let (ws, out) = ingest(
@@ -95,7 +95,7 @@ fn a_json_file_cut_between_orders_is_flagged() {
 
 /// The same order object twice in a JSON export (API pages that overlapped): a JSON order is
 /// complete in itself, so the second copy replaces the first and never adds its lines to it
-/// (bug 16: #1101 was staged with its 2 lines twice, exit 0).
+/// (bug 17: #1101 was staged with its 2 lines twice, exit 0).
 #[test]
 fn a_json_order_seen_twice_is_not_staged_with_doubled_lines() {
     let (ws, out) = ingest(
@@ -125,7 +125,7 @@ fn a_json_order_seen_twice_is_not_staged_with_doubled_lines() {
 }
 
 /// BigCommerce writes one row per order: a repeated Order ID row is the order again, not a
-/// second product (bug 16: order 101 was staged with 2 × Earl Grey against a total of 29.00).
+/// second product (bug 17: order 101 was staged with 2 × Earl Grey against a total of 29.00).
 #[test]
 fn a_repeated_bigcommerce_order_row_does_not_double_its_lines() {
     let (ws, out) = ingest(
@@ -146,7 +146,7 @@ fn a_repeated_bigcommerce_order_row_does_not_double_its_lines() {
 }
 
 /// Amazon order amounts are sums over the order's rows: an order whose rows are not contiguous
-/// (channel-formats.md loader rule 7) keeps the shipping, tax and total of every row (bug 16:
+/// (channel-formats.md loader rule 7) keeps the shipping, tax and total of every row (bug 17:
 /// only the first part's were kept, and sent to Dynamics as freight and total).
 #[test]
 fn an_amazon_order_split_in_the_file_keeps_every_rows_amounts() {
