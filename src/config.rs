@@ -370,12 +370,25 @@ impl Config {
                 })?;
             }
             if let Some(e) = &ch.encoding {
-                encoding_rs::Encoding::for_label(e.as_bytes()).ok_or_else(|| {
+                let found = encoding_rs::Encoding::for_label(e.as_bytes()).ok_or_else(|| {
                     invalid(
                         key("encoding"),
                         format!("unknown encoding {e:?} (expected a label such as shift_jis, windows-1250 or iso-8859-2)"),
                     )
                 })?;
+                // UTF-8 and Windows-1252 are told apart without a setting (a UTF-8 setting
+                // would turn stray bytes into U+FFFD); UTF-16 files are refused as binary, and
+                // the other two are not text encodings.
+                if !found.is_single_byte() && !found.is_ascii_compatible()
+                    || found == encoding_rs::UTF_8
+                    || found == encoding_rs::REPLACEMENT
+                    || found == encoding_rs::X_USER_DEFINED
+                {
+                    return Err(invalid(
+                        key("encoding"),
+                        format!("{e:?} is not an encoding to set here: UTF-8 and Windows-1252 are recognised without it; set it for others such as shift_jis, euc-kr or iso-8859-2"),
+                    ));
+                }
             }
             if let Some(c) = &ch.currency {
                 crate::model::CurrencyCode::parse(c)

@@ -455,4 +455,61 @@ fn a_shift_jis_file_is_read_in_the_channels_encoding() {
         "{}",
         stderr(&out)
     );
+    // UTF-8 needs no setting: one would turn stray bytes into U+FFFD (found by the review).
+    for label in ["utf-8", "utf-16le", "replacement"] {
+        ws.edit_config("\"klingon\"", &format!("\"{label}\""));
+        let out = ws.run(&["ingest", "--channel", "amz", file.to_str().unwrap()]);
+        assert_code(&out, 1);
+        assert!(
+            stderr(&out).contains("is not an encoding to set here"),
+            "{label}: {}",
+            stderr(&out)
+        );
+        ws.edit_config(&format!("\"{label}\""), "\"klingon\"");
+    }
+}
+
+/// An Amazon order whose rows are far apart, the part further down holding only a cancelled
+/// item (quantity 0, no price): that part has nothing to load and is rejected as
+/// `cancelled_order`, but it does not make the order incomplete — the shipped part is staged
+/// whichever comes first (found by the review of bug 19: the order was held back, or its
+/// shipped part rejected as `order_incomplete`, for good).
+#[test]
+fn an_amazon_order_split_from_its_cancelled_item_is_still_staged() {
+    let text = std::fs::read_to_string(edge("am9-split-order-same-currency.txt")).unwrap();
+    let rows: Vec<&str> = text.lines().collect();
+    // Row 3 (order …11's second part) becomes a cancelled item.
+    let cancelled = rows[3].replacen(
+        "\tShipped\t1\tUSD\t20.00\t1.60\t3.00\t",
+        "\tCancelled\t0\tUSD\t\t\t\t",
+        1,
+    );
+    assert_ne!(cancelled, rows[3]);
+    for (name, order) in [
+        ("shipped-first.txt", [rows[0], rows[1], rows[2], &cancelled]),
+        (
+            "cancelled-first.txt",
+            [rows[0], &cancelled, rows[2], rows[1]],
+        ),
+    ] {
+        let ws = Workspace::new();
+        ws.write_config(None, "[[channel]]\nname = \"amz\"\nformat = \"amazon\"\n");
+        let file = ws.write_file(&format!("in/{name}"), &(order.join("\n") + "\n"));
+        let out = ws.run(&["ingest", "--channel", "amz", file.to_str().unwrap()]);
+        assert_code(&out, 3);
+        assert_eq!(
+            ws.query_strings("SELECT reason_code FROM rejected_rows"),
+            ["cancelled_order"],
+            "{name}"
+        );
+        assert_eq!(
+            one(
+                &ws,
+                "SELECT status || ' ' || line_count || ' ' || total FROM staged_orders
+                 WHERE external_id = '111-0000011-0000011'"
+            ),
+            "pending 1 12.80",
+            "{name}"
+        );
+    }
 }

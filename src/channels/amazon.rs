@@ -82,9 +82,9 @@ pub(crate) struct AmazonRow {
 }
 
 impl AmazonRow {
-    /// A row with no line and no amounts (what a cancelled item contributes), in the row's
-    /// currency.
-    fn cancelled_item(rec: &Record) -> Self {
+    /// A row with no line and no amounts yet, in the row's currency: what a cancelled item
+    /// contributes, and where every other row starts.
+    fn without_line(rec: &Record) -> Self {
         AmazonRow {
             line: None,
             currency: rec.get("currency").to_string(),
@@ -231,7 +231,7 @@ impl RowAdapter for Amazon {
             && (qty_raw == "0" || qty_raw.is_empty())
             && rec.get("item-price").is_empty()
         {
-            return Ok(AmazonRow::cancelled_item(rec));
+            return Ok(AmazonRow::without_line(rec));
         }
         let quantity = fields::quantity(qty_col, qty_raw)?;
         let (sku, name) = sku_and_name(
@@ -240,7 +240,7 @@ impl RowAdapter for Amazon {
             "product-name",
             rec.get("product-name"),
         )?;
-        let mut row = AmazonRow::cancelled_item(rec);
+        let mut row = AmazonRow::without_line(rec);
         let mut line = LineDraft {
             sku,
             name,
@@ -331,8 +331,9 @@ impl RowAdapter for Amazon {
         if lines.is_empty() {
             return Err(Problem::new(
                 "item-status",
-                "cancelled_order",
-                "every item of the order is cancelled (quantity 0, no price); nothing to load",
+                super::group::NOTHING_TO_LOAD,
+                "every item in these rows of the order is cancelled (quantity 0, no price); \
+                 nothing to load from them",
             ));
         }
         Ok(h.into_order(&self.channel, key, lines))

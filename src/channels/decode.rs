@@ -8,6 +8,9 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Cursor, Read};
 use std::path::Path;
 
+mod mixed;
+use mixed::{lead_bytes, MixedDecoder, Utf8Tally};
+
 const CHUNK: usize = 64 * 1024;
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -52,41 +55,6 @@ impl Survey {
             "utf-8+windows-1252"
         } else {
             "windows-1252"
-        }
-    }
-}
-
-/// Valid multi-byte UTF-8 sequences and bytes that are not UTF-8, counted over a file.
-#[derive(Default)]
-struct Utf8Tally {
-    sequences: u64,
-    invalid: u64,
-    first_invalid: Option<u64>,
-}
-
-impl Utf8Tally {
-    /// Count `bytes` (starting at file offset `at`); returns how many bytes at the end are an
-    /// incomplete sequence, to be counted with the next chunk.
-    fn count(&mut self, mut bytes: &[u8], mut at: u64) -> usize {
-        loop {
-            match std::str::from_utf8(bytes) {
-                Ok(text) => {
-                    self.sequences += text.chars().filter(|c| !c.is_ascii()).count() as u64;
-                    return 0;
-                }
-                Err(e) => {
-                    let valid = e.valid_up_to();
-                    let text = std::str::from_utf8(&bytes[..valid]).unwrap_or_default();
-                    self.sequences += text.chars().filter(|c| !c.is_ascii()).count() as u64;
-                    let Some(bad) = e.error_len() else {
-                        return bytes.len() - valid;
-                    };
-                    self.invalid += bad as u64;
-                    self.first_invalid.get_or_insert(at + valid as u64);
-                    bytes = &bytes[valid + bad..];
-                    at += (valid + bad) as u64;
-                }
-            }
         }
     }
 }
@@ -153,15 +121,12 @@ pub(crate) fn survey_reader(path: &Path, mut input: impl Read) -> Result<Survey,
                 .iter()
                 .any(|b| !b.is_ascii_whitespace() && !matches!(b, b',' | b';' | b'"'));
         }
-        tally_carry.extend_from_slice(bytes);
-        let start = offset + n as u64 - tally_carry.len() as u64;
-        let rest = tally.count(&tally_carry, start);
-        tally_carry.drain(..tally_carry.len() - rest);
         if utf8 {
             carry.extend_from_slice(bytes);
             match std::str::from_utf8(&carry) {
                 Ok(text) => {
                     mojibake.scan(text);
+                    tally.sequences += lead_bytes(text.as_bytes());
                     carry.clear();
                 }
                 Err(e) if e.error_len().is_none() => {
@@ -170,18 +135,33 @@ pub(crate) fn survey_reader(path: &Path, mut input: impl Read) -> Result<Survey,
                     if let Ok(text) = std::str::from_utf8(&carry[..valid]) {
                         mojibake.scan(text);
                     }
+                    tally.sequences += lead_bytes(&carry[..valid]);
                     carry.drain(..valid);
                 }
-                Err(_) => {
+                Err(e) => {
+                    // Not UTF-8 throughout: from here on, count what is and what is not
+                    // (only files that get here pay for it).
                     utf8 = false;
+                    let valid = e.valid_up_to();
+                    tally.sequences += lead_bytes(&carry[..valid]);
+                    let at = offset + n as u64 - (carry.len() - valid) as u64;
+                    let rest = tally.count(&carry[valid..], at);
+                    tally_carry = carry.split_off(carry.len() - rest);
                     carry.clear();
                 }
             }
+        } else {
+            tally_carry.extend_from_slice(bytes);
+            let start = offset + n as u64 - tally_carry.len() as u64;
+            let rest = tally.count(&tally_carry, start);
+            tally_carry.drain(..tally_carry.len() - rest);
         }
         offset += n as u64;
     }
     if utf8 && !carry.is_empty() {
         utf8 = false; // truncated multi-byte sequence at the very end
+        tally.invalid += carry.len() as u64;
+        tally.first_invalid = Some(offset - carry.len() as u64);
     }
     if !saw_content {
         return Err(FileError::Empty { path: p() });
@@ -422,90 +402,6 @@ pub(crate) fn open_text(path: &Path, survey: &Survey) -> Result<Option<TextStrea
         )
     };
     skip_blank_lines(path, decoded)
-}
-
-/// UTF-8 where the bytes are UTF-8, Windows-1252 for each byte that is not: the text of a
-/// mostly-UTF-8 file with a few bytes from a Windows-1252 source.
-struct MixedDecoder<R> {
-    inner: R,
-    raw: Vec<u8>,
-    out: Vec<u8>,
-    pos: usize,
-    eof: bool,
-}
-
-impl<R: Read> MixedDecoder<R> {
-    fn new(inner: R) -> Self {
-        MixedDecoder {
-            inner,
-            raw: Vec::with_capacity(CHUNK),
-            out: Vec::with_capacity(CHUNK * 2),
-            pos: 0,
-            eof: false,
-        }
-    }
-
-    /// Decode what `raw` holds, leaving an incomplete sequence at its end (unless at EOF).
-    fn decode(&mut self) {
-        self.out.clear();
-        self.pos = 0;
-        let mut bytes = &self.raw[..];
-        loop {
-            match std::str::from_utf8(bytes) {
-                Ok(text) => {
-                    self.out.extend_from_slice(text.as_bytes());
-                    bytes = &[];
-                    break;
-                }
-                Err(e) => {
-                    let valid = e.valid_up_to();
-                    self.out.extend_from_slice(&bytes[..valid]);
-                    let bad = match e.error_len() {
-                        Some(n) => n,
-                        None if self.eof => bytes.len() - valid,
-                        None => {
-                            bytes = &bytes[valid..];
-                            break;
-                        }
-                    };
-                    for &b in &bytes[valid..valid + bad] {
-                        let one = [b];
-                        let (c, _) = encoding_rs::WINDOWS_1252.decode_without_bom_handling(&one);
-                        self.out.extend_from_slice(c.as_bytes());
-                    }
-                    bytes = &bytes[valid + bad..];
-                }
-            }
-        }
-        let keep = bytes.len();
-        let len = self.raw.len();
-        self.raw.drain(..len - keep);
-    }
-}
-
-impl<R: Read> Read for MixedDecoder<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.pos == self.out.len() {
-            if self.eof && self.raw.is_empty() {
-                return Ok(0);
-            }
-            let mut chunk = [0u8; CHUNK];
-            let n = if self.eof {
-                0
-            } else {
-                self.inner.read(&mut chunk)?
-            };
-            if n == 0 {
-                self.eof = true;
-            }
-            self.raw.extend_from_slice(&chunk[..n]);
-            self.decode();
-        }
-        let n = buf.len().min(self.out.len() - self.pos);
-        buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
 }
 
 pub(crate) fn skip_blank_lines(

@@ -112,11 +112,12 @@ pub(crate) fn money(column: &str, value: &str, decimal_comma: bool) -> Result<De
     Ok(d)
 }
 
-/// `1.299` or `-12.000`: one to three digits, a dot and exactly three digits.
+/// `1.299` or `-12.000`: one to three digits (not a lone `0`), a dot and exactly three digits.
 fn dot_grouped(v: &str) -> bool {
     let digits = v.strip_prefix('-').unwrap_or(v);
     digits.split_once('.').is_some_and(|(whole, fraction)| {
         (1..=3).contains(&whole.len())
+            && !whole.starts_with('0')
             && fraction.len() == 3
             && whole
                 .bytes()
@@ -509,6 +510,7 @@ mod tests {
         assert_eq!(money("T", "15.50", true).unwrap(), dec("15.50"));
         assert_eq!(money("T", "1299,00", true).unwrap(), dec("1299"));
         assert_eq!(money("T", "1.2990", true).unwrap(), dec("1.299"));
+        assert_eq!(money("T", "0.500", true).unwrap(), dec("0.5"));
         assert_eq!(quantity_with("Q", "1,5", true).unwrap(), dec("1.5"));
         assert_eq!(quantity_with("Q", "2", true).unwrap(), dec("2"));
         assert_eq!(quantity("Q", "1.000").unwrap(), dec("1"));

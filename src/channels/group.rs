@@ -25,6 +25,10 @@ use super::{Item, OrderReader, RejectedRow};
 use crate::model::Order;
 use std::collections::{HashMap, VecDeque};
 
+/// The reason of rows an adapter's `build` finds nothing to load in (every item cancelled):
+/// rejected, but not as a part missing from their order.
+pub(crate) const NOTHING_TO_LOAD: &str = "cancelled_order";
+
 /// Orders with more rows than this are rejected (`order_too_large`) instead of buffered.
 pub(crate) const MAX_ROWS_PER_ORDER: usize = 10_000;
 
@@ -102,6 +106,11 @@ impl<A: RowAdapter> GroupedReader<A> {
         }
     }
 
+    /// One record per order: every record starts one.
+    fn whole_orders(&self) -> bool {
+        self.adapter.repeats() == crate::model::Repeats::WholeOrder
+    }
+
     fn reject(&mut self, number: u64, raw: String, p: Problem) {
         self.reject_of(None, number, raw, p);
     }
@@ -138,8 +147,7 @@ impl<A: RowAdapter> GroupedReader<A> {
         }
         // A format of one record per order starts a new order with every record, even one
         // with the key before it: the order again (its copy replaces the first), not a line.
-        let whole = self.adapter.repeats() == crate::model::Repeats::WholeOrder;
-        let starts_new = whole || self.group.as_ref().is_none_or(|g| g.key != key);
+        let starts_new = self.whole_orders() || self.group.as_ref().is_none_or(|g| g.key != key);
         let data = shape.clone().and_then(|_| self.adapter.row(&rec));
         let head = starts_new.then(|| shape.and_then(|_| self.adapter.head(&rec)));
         if starts_new {
@@ -182,8 +190,8 @@ impl<A: RowAdapter> GroupedReader<A> {
             columns: &self.source.columns,
         };
         let key = self.adapter.key(&rec);
-        let whole = self.adapter.repeats() == crate::model::Repeats::WholeOrder;
-        if key.is_empty() || whole || self.group.as_ref().is_none_or(|g| g.key != key) {
+        if key.is_empty() || self.whole_orders() || self.group.as_ref().is_none_or(|g| g.key != key)
+        {
             self.flush();
             // With its key: an earlier, far-apart part of its order is held back in staging.
             let key = (!key.is_empty()).then_some(key.as_str());
@@ -272,9 +280,12 @@ impl<A: RowAdapter> GroupedReader<A> {
                 self.pending.push_back(Item::Order(Box::new(order)));
             }
             Err(p) => {
+                // Rows that carry nothing to load (every item in them cancelled) do not make
+                // the order incomplete: another part of it, elsewhere in the file, stands.
+                let taints = p.reason != NOTHING_TO_LOAD;
                 let p = in_order(&key, p);
                 for (n, raw) in numbers.into_iter().zip(raws) {
-                    self.reject_of(Some(&key), n, raw, p.clone());
+                    self.reject_of(taints.then_some(key.as_str()), n, raw, p.clone());
                 }
             }
         }

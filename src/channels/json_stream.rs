@@ -186,8 +186,22 @@ impl JsonOrderReader {
         let number = self.rows_read;
         let (bytes, broken) = match bytes {
             Ok(b) => (b, None),
-            Err(Broken::Truncated(b)) => (b, Some(true)),
-            Err(Broken::TooLarge(b)) => (b, Some(false)),
+            Err(Broken::Truncated(b)) => {
+                // Nothing after it can be read.
+                self.state = State::Done;
+                (
+                    b,
+                    Some("the JSON ends inside this order (truncated file?)".to_string()),
+                )
+            }
+            Err(Broken::TooLarge(b)) => (
+                b,
+                Some(format!(
+                    "the order is larger than {} MB (its first {} KB are kept here); the orders after it are read",
+                    MAX_ORDER_BYTES / (1024 * 1024),
+                    MAX_RAW / 1024
+                )),
+            ),
         };
         let raw = raw_text(&bytes);
         let reject = |p: Problem| {
@@ -200,27 +214,8 @@ impl JsonOrderReader {
                 order_key: None,
             })
         };
-        match broken {
-            Some(true) => {
-                self.state = State::Done;
-                return reject(Problem::new(
-                    "",
-                    "bad_json",
-                    "the JSON ends inside this order (truncated file?)",
-                ));
-            }
-            Some(false) => {
-                return reject(Problem::new(
-                    "",
-                    "bad_json",
-                    format!(
-                        "the order is larger than {} MB (its first {} KB are kept here); the orders after it are read",
-                        MAX_ORDER_BYTES / (1024 * 1024),
-                        MAX_RAW / 1024
-                    ),
-                ))
-            }
-            None => {}
+        if let Some(message) = broken {
+            return reject(Problem::new("", "bad_json", message));
         }
         let obj = match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(o)) => o,
