@@ -161,6 +161,26 @@ impl Staging for SqliteStaging {
         let now = super::now_utc();
         let mut writer = self.writer().await?;
         let mut tx = sqlx::Connection::begin(&mut **writer).await?;
+        // A hash sent before the current hash version: compared in its own form, and where the
+        // content is the same, written again in the current one (so the rule below applies).
+        let older: Vec<(i64, String, String)> = sqlx::query_as(&format!(
+            "SELECT id, payload, sent_hash FROM staged_orders
+             WHERE id IN (SELECT value FROM json_each(?1)) AND status = 'pending'
+               AND source_file_id = ?2 AND {}",
+            super::prepare::OLDER_HASH
+        ))
+        .bind(&ids)
+        .bind(file_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (id, payload, sent) in older {
+            if super::prepare::payload_has_hash(&payload, &sent) {
+                sqlx::query("UPDATE staged_orders SET sent_hash = content_hash WHERE id = ?")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         sqlx::query(&format!(
             "INSERT INTO ledger (order_id, run_id, at, from_status, to_status, message)
              SELECT id, ?3, ?4, 'pending', 'succeeded', ?5 FROM staged_orders WHERE {SETTLED} ORDER BY id"

@@ -172,6 +172,19 @@ impl PreparedOrder {
     }
 }
 
+/// Whether the stored order `payload` has the content `sent` (a hash of an older version,
+/// kept in `sent_hash` since before version 3) was taken over: the same order in Dynamics.
+pub(super) fn payload_has_hash(payload: &str, sent: &str) -> bool {
+    serde_json::from_str::<Order>(payload).is_ok_and(|order| {
+        PreparedOrder::new(order, Repeats::MoreLines, &mut Vec::new()).has_hash(sent)
+    })
+}
+
+/// The `sent_hash` of a version before the current one (not `x3:`): what
+/// [`payload_has_hash`] compares in the older form.
+pub(super) const OLDER_HASH: &str =
+    "sent_hash IS NOT NULL AND sent_hash != content_hash AND sent_hash NOT LIKE 'x3:%'";
+
 /// A chunk of one file's orders, merged and prepared: what `Staging::stage_chunk` writes.
 pub struct PreparedChunk {
     pub(super) orders: Vec<PreparedOrder>,

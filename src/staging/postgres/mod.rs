@@ -219,6 +219,26 @@ impl Staging for PgStaging {
         if order_ids.is_empty() {
             return Ok(0);
         }
+        let mut tx = self.pool.begin().await?;
+        // As on SQLite: a hash sent before the current hash version is compared in its own
+        // form, and where the content is the same, written again in the current one.
+        let older: Vec<(i64, String, String)> = sqlx::query_as(&format!(
+            "SELECT id, payload, sent_hash FROM staged_orders
+             WHERE id = ANY($1) AND status = 'pending' AND source_file_id = $2 AND {}",
+            crate::staging::prepare::OLDER_HASH
+        ))
+        .bind(order_ids)
+        .bind(file_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (id, payload, sent) in older {
+            if crate::staging::prepare::payload_has_hash(&payload, &sent) {
+                sqlx::query("UPDATE staged_orders SET sent_hash = content_hash WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         let settled = sqlx::query(
             "WITH upd AS (
                 UPDATE staged_orders o SET status = 'succeeded', earlier_lines = NULL, updated_at = now()
@@ -235,9 +255,10 @@ impl Staging for PgStaging {
         .bind(file_id)
         .bind(run_id)
         .bind(crate::staging::parts::settled_message(file_id))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        tx.commit().await?;
         Ok(settled)
     }
     async fn waiting_for_reads(&self) -> Result<u64, StagingError> {
