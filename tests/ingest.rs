@@ -125,6 +125,16 @@ fn older_forms(payload: &str, file_id: i64, rows: &str) -> OlderForms {
     }
 }
 
+/// Every staged order's (id, payload, source_rows), in id order.
+fn staged_payloads(conn: &rusqlite::Connection) -> Vec<(i64, String, String)> {
+    conn.prepare("SELECT id, payload, source_rows FROM staged_orders ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn orders_staged_by_earlier_versions_are_still_recognised_and_sent() {
     let emu = emulator(|_| {}).await;
@@ -139,13 +149,7 @@ async fn orders_staged_by_earlier_versions_are_still_recognised_and_sent() {
     // a first-version hash, #V1002 and #V1003 with a second-version one; #V1001 and #V1003
     // also with the full payload (nulls and source) that versions before 3 stored.
     let conn = rusqlite::Connection::open(ws.db_path()).unwrap();
-    let rows: Vec<(i64, String, String)> = conn
-        .prepare("SELECT id, payload, source_rows FROM staged_orders ORDER BY id")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let rows = staged_payloads(&conn);
     assert_eq!(rows.len(), 4);
     let mut stored_hashes = Vec::new();
     for (i, (id, payload, source_rows)) in rows.iter().enumerate() {
@@ -491,13 +495,7 @@ async fn an_order_sent_before_the_upgrade_and_read_again_in_far_apart_parts_is_n
     assert_code(&run_async(&ws, &["submit"]).await, 0);
     // As a version before 3 left it: both hashes version 2, the payload in the full form.
     let conn = rusqlite::Connection::open(ws.db_path()).unwrap();
-    let rows: Vec<(i64, String, String)> = conn
-        .prepare("SELECT id, payload, source_rows FROM staged_orders ORDER BY id")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let rows = staged_payloads(&conn);
     for (id, payload, source_rows) in &rows {
         let older = older_forms(payload, 1, source_rows);
         conn.execute(
