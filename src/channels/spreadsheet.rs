@@ -251,6 +251,10 @@ pub(crate) fn money_with_currency(
         Some(rest) => (true, rest.trim()),
         None => (false, number),
     };
+    // One minus sign, outside or after the currency: `--5.00` or `-GB £-5.00` is no amount.
+    if (negative && negative_inside) || number.starts_with('-') {
+        return Err(bad());
+    }
     let plain = ungroup(number).ok_or_else(bad)?;
     let mut d = super::fields::money(column, &plain, false).map_err(|_| bad())?;
     if negative || negative_inside {
@@ -513,7 +517,17 @@ mod tests {
         assert_eq!(m("3.00"), (None, dec("3")));
         assert_eq!(m("GB £1,299.00").1, dec("1299.00"));
         assert_eq!(m("-GB £1.50").1, dec("-1.50"));
-        for bad in ["GB £12,5", "£1,29.00", "abc", "GB £", "12 EUR"] {
+        assert_eq!(m("GB £-1.50").1, dec("-1.50"));
+        for bad in [
+            "GB £12,5",
+            "£1,29.00",
+            "abc",
+            "GB £",
+            "12 EUR",
+            "GB £--5.00",
+            "-GB £-5.00",
+            "--5.00",
+        ] {
             assert_eq!(
                 money_with_currency("Sold for", bad).unwrap_err().reason,
                 "bad_decimal",
