@@ -513,3 +513,32 @@ fn an_amazon_order_split_from_its_cancelled_item_is_still_staged() {
         );
     }
 }
+
+/// `{"orders": {…}}`: an object where the list of orders belongs is one rejected row that
+/// keeps the object's text (the hunt found it kept nowhere: the row's raw text was empty).
+#[test]
+fn an_object_where_the_order_list_belongs_is_kept_as_the_rejected_rows_text() {
+    let ws = Workspace::new();
+    ws.write_config(None, "[[channel]]\nname = \"sj\"\nformat = \"shopify\"\n");
+    let sample: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sample("shopify-json/orders.json")).unwrap())
+            .unwrap();
+    let doc = serde_json::json!({ "orders": sample["orders"][0].clone(), "more": 1 });
+    let file = ws.write_file("in/object.json", &doc.to_string());
+    let out = ws.run(&["ingest", "--channel", "sj", file.to_str().unwrap()]);
+    assert_code(&out, 3);
+    assert_eq!(ws.query_i64("SELECT COUNT(*) FROM staged_orders"), 0);
+    let (message, raw) = (
+        one(
+            &ws,
+            "SELECT reason_code || ': ' || message FROM rejected_rows",
+        ),
+        one(&ws, "SELECT raw FROM rejected_rows"),
+    );
+    assert!(
+        message.starts_with("bad_json: \"orders\" holds an object where a list of orders"),
+        "{message}"
+    );
+    let kept: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(kept, sample["orders"][0]);
+}

@@ -247,6 +247,35 @@ impl JsonOrderReader {
         }
     }
 
+    /// The value of the orders' `key` is not a list: a rejected row with its text.
+    fn misplaced(&mut self, key: &str, value: Result<Vec<u8>, Broken>) -> Item {
+        let truncated = matches!(value, Err(Broken::Truncated(_)));
+        let bytes = match value {
+            Ok(b) | Err(Broken::Truncated(b) | Broken::TooLarge(b)) => b,
+        };
+        let item = self.broken(&format!(
+            "{key:?} holds {} where a list of orders ([...]) belongs",
+            match bytes.first() {
+                Some(b'{') => "an object",
+                Some(b'"') => "a string",
+                _ => "a value",
+            }
+        ));
+        // The rest of the file is still walked unless the value ran to its end.
+        self.state = if truncated {
+            State::Done
+        } else {
+            State::InObject
+        };
+        match item {
+            Item::Rejected(mut r) => {
+                r.raw = raw_text(&bytes);
+                Item::Rejected(r)
+            }
+            other => other,
+        }
+    }
+
     fn end_of_input(&mut self) -> Option<Item> {
         self.state = State::Done;
         if self.found {
@@ -366,6 +395,11 @@ impl OrderReader for JsonOrderReader {
                         } else if env.descend.contains(&key.as_str()) && next == Some(b'{') {
                             self.consume();
                             self.depth += 1;
+                        } else if env.arrays.contains(&key.as_str()) {
+                            // The orders' key, holding something else than a list: one
+                            // rejected row that keeps what it holds.
+                            let v = self.read_value(true);
+                            return Some(self.misplaced(&key, v));
                         } else if let Err(Broken::Truncated(_)) = self.read_value(false) {
                             return self.cut_off();
                         }
