@@ -189,6 +189,17 @@ async fn sigkill_at_random_moments_loses_nothing_and_duplicates_nothing() {
         CRASH_TRIALS as i64
     );
     assert_eq!(assert_stored_once(&emu.base_url).await, CRASH_ORDERS);
+    // The batches the kills cut off were marked abandoned by the run that took over; none is
+    // left `sending` for ever.
+    assert_eq!(
+        ws.query_i64("SELECT COUNT(*) FROM batches WHERE status = 'sending'"),
+        0
+    );
+    assert!(
+        ws.query_i64(
+            "SELECT COUNT(*) FROM batches WHERE status = 'abandoned' AND finished_at IS NOT NULL"
+        ) > 0
+    );
     let state = emu.state().await;
     assert_eq!(state["salesorders"], CRASH_ORDERS, "{state}");
     assert_eq!(state["salesorderdetails"], CRASH_ORDERS * 2, "{state}");

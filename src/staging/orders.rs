@@ -710,6 +710,15 @@ impl SqliteStaging {
         .bind(token)
         .execute(&mut *tx)
         .await?;
+        // This run holds the lease, so a batch of another run still `sending` was cut off by
+        // its run's death: it will never record its end. Its orders went back to pending above.
+        sqlx::query(
+            "UPDATE batches SET status = 'abandoned', finished_at = ? WHERE status = 'sending' AND run_id != ?",
+        )
+        .bind(&now)
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(r.rows_affected())
     }
