@@ -173,13 +173,15 @@ impl Staging for SqliteStaging {
         .bind(file_id)
         .fetch_all(&mut *tx)
         .await?;
-        for (id, payload, sent) in older {
-            if super::prepare::payload_has_hash(&payload, &sent) {
-                sqlx::query("UPDATE staged_orders SET sent_hash = content_hash WHERE id = ?")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+        let same = super::prepare::sent_as_stored(older);
+        if !same.is_empty() {
+            sqlx::query(
+                "UPDATE staged_orders SET sent_hash = content_hash
+                 WHERE id IN (SELECT value FROM json_each(?))",
+            )
+            .bind(serde_json::to_string(&same).unwrap_or_default())
+            .execute(&mut *tx)
+            .await?;
         }
         sqlx::query(&format!(
             "INSERT INTO ledger (order_id, run_id, at, from_status, to_status, message)

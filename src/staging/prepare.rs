@@ -172,12 +172,20 @@ impl PreparedOrder {
     }
 }
 
-/// Whether the stored order `payload` has the content `sent` (a hash of an older version,
-/// kept in `sent_hash` since before version 3) was taken over: the same order in Dynamics.
-pub(super) fn payload_has_hash(payload: &str, sent: &str) -> bool {
-    serde_json::from_str::<Order>(payload).is_ok_and(|order| {
-        PreparedOrder::new(order, Repeats::MoreLines, &mut Vec::new()).has_hash(sent)
-    })
+/// Of `rows` (id, stored payload, `sent_hash` of an older hash version, as [`OLDER_HASH`]
+/// selects them), the orders whose payload has the content that hash was taken over: the
+/// same order as in Dynamics. Both backends then write their `sent_hash` in the current
+/// version, in one statement.
+pub(super) fn sent_as_stored(rows: Vec<(i64, String, String)>) -> Vec<i64> {
+    let mut buf = Vec::new();
+    rows.into_iter()
+        .filter(|(_, payload, sent)| {
+            serde_json::from_str::<Order>(payload).is_ok_and(|order| {
+                PreparedOrder::new(order, Repeats::MoreLines, &mut buf).has_hash(sent)
+            })
+        })
+        .map(|(id, _, _)| id)
+        .collect()
 }
 
 /// The `sent_hash` of a version before the current one (not `x3:`): what

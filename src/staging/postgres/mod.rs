@@ -231,13 +231,12 @@ impl Staging for PgStaging {
         .bind(file_id)
         .fetch_all(&mut *tx)
         .await?;
-        for (id, payload, sent) in older {
-            if crate::staging::prepare::payload_has_hash(&payload, &sent) {
-                sqlx::query("UPDATE staged_orders SET sent_hash = content_hash WHERE id = $1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+        let same = crate::staging::prepare::sent_as_stored(older);
+        if !same.is_empty() {
+            sqlx::query("UPDATE staged_orders SET sent_hash = content_hash WHERE id = ANY($1)")
+                .bind(&same)
+                .execute(&mut *tx)
+                .await?;
         }
         let settled = sqlx::query(
             "WITH upd AS (
