@@ -30,6 +30,23 @@ fn ingest(
     (ws, out)
 }
 
+/// Ingest `text` written to `in/NAME` as a channel `ch` of `format` (no zone, no extras).
+fn ingest_text(
+    ch: &str,
+    format: &str,
+    name: &str,
+    text: &str,
+) -> (Workspace, std::process::Output) {
+    let ws = Workspace::new();
+    ws.write_config(
+        None,
+        &format!("[[channel]]\nname = \"{ch}\"\nformat = \"{format}\"\n"),
+    );
+    let file = ws.write_file(&format!("in/{name}"), text);
+    let out = ws.run(&["ingest", "--channel", ch, file.to_str().unwrap()]);
+    (ws, out)
+}
+
 fn one(ws: &Workspace, sql: &str) -> String {
     let v = ws.query_strings(sql);
     assert_eq!(v.len(), 1, "{sql}: {v:?}");
@@ -249,10 +266,7 @@ fn an_item_cancelled_in_a_shipped_amazon_order_does_not_block_the_order() {
     let all = std::fs::read_to_string(edge("am7-partly-cancelled.txt"))
         .unwrap()
         .replacen("\tShipped\t1\tUSD\t10.00\t", "\tCancelled\t0\tUSD\t\t", 1);
-    let ws2 = Workspace::new();
-    ws2.write_config(None, "[[channel]]\nname = \"amz\"\nformat = \"amazon\"\n");
-    let file = ws2.write_file("in/all-cancelled.txt", &all);
-    let out = ws2.run(&["ingest", "--channel", "amz", file.to_str().unwrap()]);
+    let (ws2, out) = ingest_text("amz", "amazon", "all-cancelled.txt", &all);
     assert_code(&out, 3);
     assert_eq!(ws2.query_i64("SELECT COUNT(*) FROM staged_orders"), 0);
     assert_eq!(
@@ -289,10 +303,7 @@ fn a_last_record_cut_short_is_not_staged() {
     );
     // With its line end, the same short record is a record with empty cells.
     let text = std::fs::read_to_string(edge("s7b-truncated-last-line-optional-cells.csv")).unwrap();
-    let ws2 = Workspace::new();
-    ws2.write_config(None, "[[channel]]\nname = \"s\"\nformat = \"shopify\"\n");
-    let file = ws2.write_file("in/ended.csv", &format!("{text}\n"));
-    let out = ws2.run(&["ingest", "--channel", "s", file.to_str().unwrap()]);
+    let (ws2, out) = ingest_text("s", "shopify", "ended.csv", &format!("{text}\n"));
     assert_code(&out, 0);
     assert_eq!(
         ws2.query_i64("SELECT COUNT(*) FROM staged_orders WHERE external_id = '#K2'"),
@@ -355,10 +366,7 @@ fn a_repeated_header_column_with_two_values_is_refused() {
     let same = std::fs::read_to_string(edge("s3-duplicate-header.csv"))
         .unwrap()
         .replace(",T1,99.00", ",T1,10.00");
-    let ws2 = Workspace::new();
-    ws2.write_config(None, "[[channel]]\nname = \"shop\"\nformat = \"shopify\"\n");
-    let file = ws2.write_file("in/same.csv", &same);
-    let out = ws2.run(&["ingest", "--channel", "shop", file.to_str().unwrap()]);
+    let (ws2, out) = ingest_text("shop", "shopify", "same.csv", &same);
     assert_code(&out, 0);
     assert_eq!(ws2.query_i64("SELECT COUNT(*) FROM staged_orders"), 1);
 }
@@ -492,10 +500,7 @@ fn an_amazon_order_split_from_its_cancelled_item_is_still_staged() {
             [rows[0], &cancelled, rows[2], rows[1]],
         ),
     ] {
-        let ws = Workspace::new();
-        ws.write_config(None, "[[channel]]\nname = \"amz\"\nformat = \"amazon\"\n");
-        let file = ws.write_file(&format!("in/{name}"), &(order.join("\n") + "\n"));
-        let out = ws.run(&["ingest", "--channel", "amz", file.to_str().unwrap()]);
+        let (ws, out) = ingest_text("amz", "amazon", name, &(order.join("\n") + "\n"));
         assert_code(&out, 3);
         assert_eq!(
             ws.query_strings("SELECT reason_code FROM rejected_rows"),
